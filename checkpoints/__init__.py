@@ -1,0 +1,1 @@
+"""Data package: the registry of known networks and the embedded demo network."""

@@ -1,0 +1,1 @@
+"""Reading and writing network snapshots without ever running code stored in them."""
