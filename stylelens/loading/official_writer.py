@@ -9,7 +9,8 @@ import contextlib
 import os
 import pickle
 import tempfile
-from typing import Any, BinaryIO
+import types
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -50,7 +51,7 @@ def dump_snapshot(
         write(file)
 
 
-def _write_atomically(path: str, write: Any) -> None:
+def _write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Call `write` on a temporary file beside `path`, then move it into place (no half-written snapshots)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".stylelens-", suffix=".tmp")
     try:
@@ -77,6 +78,9 @@ def _as_easydict(value: Any) -> Any:
 
 class _SnapshotPickler(pickle._Pickler):
     """Pure-Python pickler that writes modules as persistent records and uses the official global names."""
+
+    # The base table maps functions to the base-class save_global; route them through our override instead.
+    dispatch = {**pickle._Pickler.dispatch, types.FunctionType: lambda pickler, obj: pickler.save_global(obj)}
 
     def __init__(self, file: BinaryIO, protocol: int, module_src: str, easydict_kwargs: bool) -> None:
         super().__init__(file, protocol)

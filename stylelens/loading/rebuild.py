@@ -14,36 +14,16 @@ from stylelens.loading.safe_pickle import PersistentRecord
 from stylelens.vendor.stylegan2_ada import networks
 
 BUILDABLE = {'Generator': networks.Generator, 'Discriminator': networks.Discriminator}
-INERT = {'AugmentPipe'}
-
-# Defaults that differ in the stylegan3 repository's copy of the StyleGAN2 networks; official train.py leaves
-# default values out of init_kwargs, so they must be supplied when rebuilding.
-STYLEGAN3_REPO_DEFAULTS = {
-    'Generator': {'conv_clamp': 256, 'num_fp16_res': 4},
-    'Discriminator': {'conv_clamp': 256, 'num_fp16_res': 4},
-}
-STYLEGAN3_REPO_MAPPING_DEFAULTS = {'w_avg_beta': 0.998}
 
 # Scalar attributes that both the record and our module carry; any disagreement means a wrong rebuild.
 CHECKED_ATTRIBUTES = ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'img_resolution', 'img_channels', 'resolution',
                       'in_channels', 'out_channels', 'architecture', 'is_last', 'up', 'down', 'activation',
                       'conv_clamp', 'use_noise', 'w_avg_beta', 'num_layers', 'cmap_dim', 'group_size',
-                      'num_channels', 'in_features', 'out_features')
+                      'num_channels', 'in_features', 'out_features', 'use_fp16')
 
 
 class NetworkRebuildError(StylelensError):
     """The records do not describe a network stylelens can rebuild exactly."""
-
-
-def network_flavor(record: PersistentRecord) -> str:
-    """'stylegan2-ada' or 'stylegan3-repo' (StyleGAN2 pickled by the stylegan3 repository), from recorded state.
-
-    Only the stylegan3 repository's FullyConnectedLayer records `in_features`; every network has such layers.
-    """
-    for _, rec in _walk(record):
-        if rec.class_name == 'FullyConnectedLayer':
-            return 'stylegan3-repo' if 'in_features' in rec.state else 'stylegan2-ada'
-    return 'stylegan2-ada'
 
 
 def _ensure_stylegan2(record: PersistentRecord) -> None:
@@ -65,22 +45,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def init_kwargs(record: PersistentRecord, flavor: str) -> dict:
-    """The constructor kwargs for a top-level record, with the flavour's implicit defaults made explicit."""
+def _child(record: PersistentRecord, dotted: str) -> PersistentRecord | None:
+    """The descendant record at a dotted path, or None."""
+    for name in dotted.split('.'):
+        record = (record.state.get('_modules') or {}).get(name) if record is not None else None
+    return record
+
+
+def _fp16_blocks(record: PersistentRecord | None) -> int:
+    """How many blocks of a synthesis network / discriminator were recorded with use_fp16."""
+    children = (record.state.get('_modules') or {}).values() if record is not None else ()
+    return sum(1 for c in children if isinstance(c, PersistentRecord) and c.state.get('use_fp16'))
+
+
+def init_kwargs(record: PersistentRecord) -> dict:
+    """The constructor kwargs of a top-level record, with the defaults it relied on read back from its sub-modules.
+
+    Official train.py leaves default values out of init_kwargs, and the two official code bases differ in some
+    defaults (conv_clamp, num_fp16_res, w_avg_beta), so those are taken from what the sub-modules recorded.
+    """
     kwargs = _plain(dict(record.state.get('_init_kwargs') or {}))
-    if flavor != 'stylegan3-repo':
-        return kwargs
-    defaults = STYLEGAN3_REPO_DEFAULTS.get(record.class_name, {})
     if record.class_name == 'Generator':
-        synthesis = kwargs.get('synthesis_kwargs', kwargs)
-        for key, value in defaults.items():
-            synthesis.setdefault(key, value)
-        mapping = kwargs.setdefault('mapping_kwargs', {})
-        for key, value in STYLEGAN3_REPO_MAPPING_DEFAULTS.items():
-            mapping.setdefault(key, value)
-    else:
-        for key, value in defaults.items():
-            kwargs.setdefault(key, value)
+        options = kwargs.setdefault('synthesis_kwargs', {}) if 'synthesis_kwargs' in kwargs else kwargs
+        synthesis = _child(record, 'synthesis')
+        first_block = _child(record, 'synthesis.b4.conv1')
+        if first_block is not None and 'conv_clamp' not in options:
+            options['conv_clamp'] = _plain(first_block.state.get('conv_clamp'))
+        if 'num_fp16_res' not in options:
+            options['num_fp16_res'] = _fp16_blocks(synthesis)
+        mapping = _child(record, 'mapping')
+        mapping_kwargs = kwargs.setdefault('mapping_kwargs', {})
+        if mapping is not None and 'w_avg_beta' in mapping.state:
+            mapping_kwargs.setdefault('w_avg_beta', _plain(mapping.state['w_avg_beta']))
+    elif record.class_name == 'Discriminator':
+        epilogue_conv = _child(record, 'b4.conv')
+        if epilogue_conv is not None and 'conv_clamp' not in kwargs:
+            kwargs['conv_clamp'] = _plain(epilogue_conv.state.get('conv_clamp'))
+        kwargs.setdefault('num_fp16_res', _fp16_blocks(record))
     return kwargs
 
 
@@ -120,7 +121,7 @@ def _check_structure(module: torch.nn.Module, record: PersistentRecord, what: st
                                           f'{getattr(sub, attr)!r} in the rebuilt network')
 
 
-def rebuild(record: PersistentRecord, flavor: str, what: str) -> torch.nn.Module:
+def rebuild(record: PersistentRecord, what: str) -> torch.nn.Module:
     """Build our module for a Generator/Discriminator record and copy its tensors in (eval mode, no grad)."""
     if record.class_name not in BUILDABLE:
         raise NetworkRebuildError(f"{what} is a {record.class_name!r}, which stylelens cannot rebuild "
@@ -128,7 +129,7 @@ def rebuild(record: PersistentRecord, flavor: str, what: str) -> torch.nn.Module
     if record.class_name == 'Generator':
         _ensure_stylegan2(record)
     args = _plain(tuple(record.state.get('_init_args') or ()))
-    kwargs = init_kwargs(record, flavor)
+    kwargs = init_kwargs(record)
     try:
         with torch.device('meta'):
             module = BUILDABLE[record.class_name](*args, **kwargs)

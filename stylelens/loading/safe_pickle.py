@@ -64,11 +64,11 @@ class EasyDict(dict):
         del self[name]
 
 
-@dataclass
+@dataclass(eq=False)
 class PersistentRecord:
     """One network module of a snapshot as plain data: class name and saved ``__dict__``.
 
-    The module's embedded source text is never kept or executed; only its SHA-256 is recorded.
+    The module's embedded source text is never kept or executed; only its SHA-256 is recorded. Compared by identity.
     """
 
     class_name: str
@@ -180,9 +180,8 @@ def _unpickle(data: bytes) -> Any:
     except StylelensError:
         raise
     except Exception as err:  # any malformed opcode sequence surfaces as some builtin exception
-        raise CorruptNetworkError(
-            f"the pickle stream is corrupt near byte {reader.tell()} ({type(err).__name__}: {_first_line(err)})"
-        ) from None
+        reason = "unknown opcode" if isinstance(err, KeyError) else f"{type(err).__name__}: {_first_line(err)}"
+        raise CorruptNetworkError(f"the pickle stream is corrupt near byte {reader.tell()} ({reason})") from None
     extra = len(data) - reader.tell()
     if extra and isinstance(obj, int) and obj == _TORCH_LEGACY_MAGIC:
         raise CorruptNetworkError("it looks like a legacy torch.save checkpoint, not a network snapshot pickle")
@@ -219,7 +218,7 @@ def _numpy_dtype(spec: object, align: object = False, copy: object = False) -> n
         raise CorruptNetworkError("a numpy dtype record has unexpected arguments")
     dtype = np.dtype(spec, align, copy)
     if dtype.hasobject:
-        raise UnsafePickleError(f"it contains a numpy object dtype, which could hold arbitrary objects. {_NOT_EXECUTED}")
+        raise UnsafePickleError(f"it contains a numpy object dtype, which can hold arbitrary objects. {_NOT_EXECUTED}")
     return dtype
 
 
@@ -260,7 +259,7 @@ def _weights_only_reason(err: BaseException) -> str:
     marker = "WeightsUnpickler error:"
     body = text.split(marker, 1)[1] if marker in text else text.split("\n", 1)[-1]
     body = body.split("Check the documentation", 1)[0]
-    return " ".join(body.split()) or _first_line(err)
+    return " ".join(body.split()).rstrip(".") or _first_line(err)
 
 
 def _rebuild_tensor(
@@ -297,7 +296,9 @@ def _is_int_tuple(value: object) -> bool:
     return isinstance(value, tuple) and all(isinstance(v, int) for v in value)
 
 
-def _rebuild_parameter(data: object, requires_grad: object = False, backward_hooks: object = None) -> torch.nn.Parameter:
+def _rebuild_parameter(
+    data: object, requires_grad: object = False, backward_hooks: object = None
+) -> torch.nn.Parameter:
     """Wrap a rebuilt tensor as a Parameter; hooks from the file are dropped."""
     if not isinstance(data, torch.Tensor) or not isinstance(requires_grad, bool):
         raise CorruptNetworkError("a parameter record has unexpected arguments")

@@ -1,0 +1,57 @@
+"""The `stylelens` command: a click group whose verbs are imported only when run, so start-up stays lean."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from stylelens import __version__
+from stylelens.errors import StylelensError
+
+COMMANDS = {
+    'info': ('stylelens.cli.info', 'info', 'Summarise a network: dims, blocks, ws indices, parameter counts.'),
+    'generate': ('stylelens.cli.generate', 'generate', 'Generate images for seeds (official conventions).'),
+    'networks': ('stylelens.cli.networks', 'networks', 'List known networks (registry) and what is cached.'),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a verb's module only when that verb runs, and turns StylelensError into one clean line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section('Commands'):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StylelensError as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=LazyGroup, context_settings=dict(help_option_names=['-h', '--help'], show_default=True))
+@click.version_option(__version__, prog_name='stylelens')
+def cli() -> None:
+    """Take StyleGAN generators apart: load official pickles safely, generate, probe and mix styles.
+
+    \b
+    Examples:
+      stylelens info --network demo
+      stylelens generate --network demo --seeds 0-7 --outdir out/generate
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name='stylelens', args=sys.argv[1:])

@@ -1,0 +1,50 @@
+"""`stylelens generate`: images for seeds with the official conventions, batched, with a manifest."""
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from stylelens.cli.loaded import open_network
+from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
+                                   seeds_callback, truncation_options)
+from stylelens.generation import generate_images
+from stylelens.latents import save_ws_file
+from stylelens.outputs import ensure_outdir, save_png, seed_filename, write_manifest
+
+
+@click.command('generate', epilog='Example: stylelens generate --network demo --seeds 0-7,12 --trunc 0.7 '
+                                  '--outdir out/generate')
+@network_option
+@click.option('--seeds', required=True, callback=seeds_callback, metavar='LIST', help='Seeds, e.g. 0-7,12.')
+@truncation_options
+@class_option
+@noise_mode_option
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Images per forward pass.')
+@device_option
+@precision_option
+@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to write seedNNNN.png.')
+@click.option('--save-ws', is_flag=True, help='Also write ws.npz (the ws of every seed, with the seeds).')
+def generate(network: str, seeds: list[int], truncation_psi: float, truncation_cutoff: int | None,
+             class_idx: str | None, noise_mode: str, batch_size: int, device: str, precision: str, outdir: str,
+             save_ws: bool) -> None:
+    """Generate one PNG per seed (z = RandomState(seed).randn, as NVIDIA's generate.py)."""
+    loaded = open_network(network, device)
+    out = ensure_outdir(outdir)
+    batches = generate_images(loaded.G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                              class_idx=class_idx, class_names=loaded.class_names, noise_mode=noise_mode,
+                              batch_size=batch_size, precision=precision)
+    all_ws = []
+    with click.progressbar(length=len(seeds), label='generating', file=click.get_text_stream('stderr')) as bar:
+        for batch in batches:
+            for seed, image in zip(batch.seeds, batch.images):
+                save_png(image, out / seed_filename(seed))
+            all_ws.append(batch.ws)
+            bar.update(len(batch.seeds))
+    if save_ws:
+        save_ws_file(out / 'ws.npz', np.concatenate(all_ws), seeds=np.asarray(seeds))
+    options = dict(seeds=seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                   class_idx=class_idx, noise_mode=noise_mode, batch_size=batch_size, device=str(loaded.device),
+                   precision=precision, save_ws=save_ws)
+    write_manifest(out, command='generate', options=options, network=loaded.manifest(),
+                   extra=dict(files=[seed_filename(s) for s in seeds] + (['ws.npz'] if save_ws else [])))
+    click.echo(f'wrote {len(seeds)} images to {out}')

@@ -1,0 +1,45 @@
+"""Open the network a command names, and describe it for manifests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from stylelens.devices import pick_device
+from stylelens.loading.network import load_generator, load_network, resolve
+from stylelens.loading.registry import ResolvedSource
+
+
+@dataclass
+class LoadedNetwork:
+    """A generator (and optionally its discriminator) with where it came from."""
+
+    source: ResolvedSource
+    G: torch.nn.Module
+    D: torch.nn.Module | None
+    device: torch.device
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.source.entry.class_names if self.source.entry else None
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.source.entry and self.source.entry.embedded)
+
+    def manifest(self) -> dict[str, Any]:
+        """Name, path, URL and sha256 of the network file, for manifest.json."""
+        entry = self.source.entry
+        return dict(name=entry.name if entry else None, path=str(self.source.path), url=self.source.url,
+                    sha256=self.source.sha256, description=entry.description if entry else None)
+
+
+def open_network(network: str, device: str = 'cpu', with_discriminator: bool = False) -> LoadedNetwork:
+    """Resolve `--network`, load G_ema (and D if asked) onto the chosen device."""
+    torch_device = pick_device(device)
+    source = resolve(network)
+    if with_discriminator:
+        nets = load_network(source, device=torch_device)
+        return LoadedNetwork(source, nets.get('G_ema', nets.get('G')), nets.get('D'), torch_device)
+    return LoadedNetwork(source, load_generator(source, device=torch_device), None, torch_device)

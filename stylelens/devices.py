@@ -1,0 +1,35 @@
+"""Choosing the torch device and numeric precision from `--device` / `--precision`."""
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+from stylelens.errors import StylelensError
+
+DEVICE_CHOICES = ('auto', 'cpu', 'cuda', 'mps')
+PRECISION_CHOICES = ('fp32', 'bf16')
+
+
+def pick_device(name: str = 'auto') -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is not available is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+    if name == 'auto':
+        return torch.device('cuda' if cuda else 'mps' if mps else 'cpu')
+    if name not in DEVICE_CHOICES:
+        raise StylelensError(f"unknown device {name!r} (choices: {', '.join(DEVICE_CHOICES)})")
+    if (name == 'cuda' and not cuda) or (name == 'mps' and not mps):
+        available = ', '.join(['cpu'] + (['cuda'] if cuda else []) + (['mps'] if mps else []))
+        raise StylelensError(f'device {name!r} is not available here (available: {available})')
+    return torch.device(name)
+
+
+def precision_context(precision: str, device: torch.device) -> ContextManager:
+    """fp32: plain float32 (official parity). bf16: autocast of convolutions and matmuls to bfloat16 (opt-in)."""
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    if precision == 'bf16':
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise StylelensError(f"unknown precision {precision!r} (choices: {', '.join(PRECISION_CHOICES)})")

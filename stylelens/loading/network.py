@@ -1,0 +1,57 @@
+"""The public loaders: `--network` value -> safe unpickling -> our rebuilt modules, as the official loader returns them."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from stylelens.errors import StylelensError
+from stylelens.loading.rebuild import rebuild
+from stylelens.loading.registry import ResolvedSource, default_network_name, resolve_source
+from stylelens.loading.safe_pickle import PersistentRecord, load_snapshot, to_plain
+
+NETWORK_KEYS = ('G', 'D', 'G_ema')
+
+
+def resolve(source: str | os.PathLike | ResolvedSource | None, progress: bool = True) -> ResolvedSource:
+    """A path, URL, registry name (None = the embedded default) or an already resolved source, as a local file."""
+    if isinstance(source, ResolvedSource):
+        return source
+    return resolve_source(str(source) if source is not None else default_network_name(), progress=progress)
+
+
+def _read_snapshot(resolved: ResolvedSource) -> dict:
+    """The snapshot dict with network records; anything else in the file is refused with one line."""
+    snapshot = load_snapshot(resolved.path)
+    if not isinstance(snapshot, dict) or not any(isinstance(snapshot.get(k), PersistentRecord) for k in NETWORK_KEYS):
+        found = ', '.join(map(str, snapshot)) if isinstance(snapshot, dict) else type(snapshot).__name__
+        raise StylelensError(f"{resolved.path} is a pickle but not a network snapshot: expected keys G, D, G_ema "
+                             f"(found: {found or 'nothing'})")
+    return snapshot
+
+
+def load_network(source: str | os.PathLike | ResolvedSource | None = None, *, device: str | torch.device = 'cpu',
+                 progress: bool = True) -> dict[str, Any]:
+    """Load a snapshot as the official loader does: {'G', 'D', 'G_ema', 'training_set_kwargs', 'augment_pipe'}.
+
+    Networks are our vendor modules in eval mode with gradients off; `augment_pipe` is returned as its inert
+    record (never executed), or None.
+    """
+    snapshot = _read_snapshot(resolve(source, progress))
+    records = {k: snapshot[k] for k in NETWORK_KEYS if isinstance(snapshot.get(k), PersistentRecord)}
+    result: dict[str, Any] = {k: rebuild(rec, k).to(device) for k, rec in records.items()}
+    result['training_set_kwargs'] = to_plain(snapshot.get('training_set_kwargs'))
+    result['augment_pipe'] = snapshot.get('augment_pipe')
+    return result
+
+
+def load_generator(source: str | os.PathLike | ResolvedSource | None = None, *,
+                   device: str | torch.device = 'cpu', progress: bool = True) -> torch.nn.Module:
+    """The `G_ema` generator of a snapshot (or `G` where a file has no G_ema); only that network is rebuilt."""
+    snapshot = _read_snapshot(resolve(source, progress))
+    key = 'G_ema' if isinstance(snapshot.get('G_ema'), PersistentRecord) else 'G'
+    if not isinstance(snapshot.get(key), PersistentRecord):
+        raise StylelensError('this snapshot holds no generator (no G_ema or G)')
+    record = snapshot[key]
+    return rebuild(record, key).to(device)
