@@ -1,19 +1,18 @@
-# stylelens developer commands. `make install` = editable install; `make test` = the test suite CI runs.
+# stylelens developer commands: `make demo` installs and runs the main job offline; `make test` is what CI runs.
+# torch: if none is installed, the CPU build pinned in TORCH_CPU is installed first (an unpinned torch pulls CUDA).
 PYTHON ?= python3
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-cpu-torch demo test bench clean
+.PHONY: install demo test bench clean
 
 # setup.cfg is the only build configuration (the layout keeps no pyproject.toml or setup.py, which pip's
 # front end insists on), so the editable wheel is built with setuptools' own PEP 660 hook, then installed.
 install:
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q $(TORCH_CPU)
 	rm -rf build/editable
 	$(PYTHON) -c "import setuptools.build_meta as b; b.build_editable('build/editable')"
+	$(PYTHON) -m pip install -q "$$(ls build/editable/stylelens-*.whl)[test]"
 	$(PYTHON) -m pip install -q --force-reinstall --no-deps build/editable/stylelens-*.whl
-	$(PYTHON) -m pip install -q build/editable/stylelens-*.whl pytest
-
-install-cpu-torch:
-	$(PYTHON) -m pip install -q $(TORCH_CPU)
 
 demo: install
 	stylelens info
