@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from stylelens import load_generator
 from click.testing import CliRunner
 
 from stylelens.cli.networks import networks
@@ -57,8 +59,10 @@ def test_official_entries() -> None:
 
 def test_demo_entry() -> None:
     demo = get_entry(default_network_name())
-    assert demo.embedded and demo.path == "demo.pkl" and demo.resolution is None and demo.c_dim is None
-    assert demo.local_path().name == "demo.pkl"
+    assert demo.embedded and demo.path == "demo.pkl" and demo.local_path().is_file()
+    G = load_generator(demo.local_path())
+    assert (demo.resolution, demo.c_dim, demo.img_channels) == (G.img_resolution, G.c_dim, G.img_channels)
+    assert "random weights" in demo.description.lower() and "not trained" in demo.description.lower()
 
 
 def test_unknown_name_lists_known_names() -> None:
