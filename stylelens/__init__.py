@@ -14,6 +14,10 @@ _EXPORTS = {
     'load_generator': 'stylelens.loading.network',
     'StylelensError': 'stylelens.errors',
     'generate_images': 'stylelens.generation',
+    'probe': 'stylelens.probes',
+    'run_with_cache': 'stylelens.probes',
+    'edit': 'stylelens.probes',
+    'hook_names': 'stylelens.probes',
 }
 
 __all__ = sorted(_EXPORTS) + ['__version__']

@@ -13,6 +13,7 @@ COMMANDS = {
     'info': ('stylelens.cli.info', 'info', 'Summarise a network: dims, blocks, ws indices, parameter counts.'),
     'generate': ('stylelens.cli.generate', 'generate', 'Generate images for seeds (official conventions).'),
     'networks': ('stylelens.cli.networks', 'networks', 'List known networks (registry) and what is cached.'),
+    'arch': ('stylelens.cli.arch', 'arch', 'Print the module tree with output shapes and parameter counts.'),
 }
 
 
