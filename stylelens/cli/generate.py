@@ -8,7 +8,7 @@ from stylelens.cli.loaded import open_network
 from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
                                    seeds_callback, truncation_options)
 from stylelens.generation import generate_images
-from stylelens.latents import save_ws_file
+from stylelens.latents import class_to_c, save_ws_file
 from stylelens.outputs import ensure_outdir, save_png, seed_filename, write_manifest
 
 
@@ -29,6 +29,7 @@ def generate(network: str, seeds: list[int], truncation_psi: float, truncation_c
              save_ws: bool) -> None:
     """Generate one PNG per seed (z = RandomState(seed).randn, as NVIDIA's generate.py)."""
     loaded = open_network(network, device)
+    class_to_c(class_idx, loaded.G.c_dim, 0, loaded.class_names)  # a missing or bad --class fails before any output
     out = ensure_outdir(outdir)
     batches = generate_images(loaded.G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                               class_idx=class_idx, class_names=loaded.class_names, noise_mode=noise_mode,

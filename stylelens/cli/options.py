@@ -30,7 +30,7 @@ def seeds_callback(ctx: click.Context, param: click.Parameter, value: str | None
     if value is None:
         return None
     try:
-        return parse_int_list(value, what=f'--{param.name}')
+        return parse_int_list(value, what=param.name)
     except StylelensError as err:
         raise click.BadParameter(str(err)) from None
 
