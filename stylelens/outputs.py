@@ -170,8 +170,9 @@ def write_manifest(
     options: dict,
     network: dict | None = None,
     extra: dict | None = None,
+    name: str = MANIFEST_NAME,
 ) -> Path:
-    """Write `manifest.json` into `outdir` so every output folder records what made it and with which versions."""
+    """Write `manifest.json` (or `name`) into `outdir` so every output records what made it and with which versions."""
     manifest = {
         'tool': {'name': 'stylelens', 'version': _stylelens_version()},
         'created_utc': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
@@ -183,7 +184,7 @@ def write_manifest(
         'extra': to_jsonable(extra or {}),
     }
     text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + '\n'
-    return atomic_write_text(Path(outdir) / MANIFEST_NAME, text)
+    return atomic_write_text(Path(outdir) / name, text)
 
 
 def _stylelens_version() -> str:

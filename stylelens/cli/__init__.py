@@ -14,6 +14,9 @@ COMMANDS = {
     'generate': ('stylelens.cli.generate', 'generate', 'Generate images for seeds (official conventions).'),
     'networks': ('stylelens.cli.networks', 'networks', 'List known networks (registry) and what is cached.'),
     'arch': ('stylelens.cli.arch', 'arch', 'Print the module tree with output shapes and parameter counts.'),
+    'weights': ('stylelens.cli.weights', 'weights', "Print, plot or dump a layer's weights (or all of them)."),
+    'activations': ('stylelens.cli.activations', 'activations',
+                    'Dump and plot what every block produces, per seed (G) or per image (D).'),
 }
 
 

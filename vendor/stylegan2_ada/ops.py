@@ -59,7 +59,7 @@ def setup_filter(f: Sequence[float] | torch.Tensor | None, normalize: bool = Tru
     if separable is None:
         separable = f.ndim == 1 and f.numel() >= 8
     if f.ndim == 1 and not separable:
-        f = torch.outer(f, f)
+        f = f[:, None] * f[None, :]
     if normalize:
         f = f / f.sum()
     if flip_filter:

@@ -1,0 +1,190 @@
+"""Figures: weight kernels with their histogram, strongest feature channels, and a per-block overview.
+
+Matplotlib is imported inside the functions (Agg canvas, no pyplot state), so importing this module is cheap.
+Every figure is written atomically: rendered to a temporary file beside the target, then renamed.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from stylelens.outputs import atomic_path
+
+MAX_GRID_ROWS = 16  # out-channels shown in a kernel grid
+MAX_GRID_COLS = 16  # in-channels shown in a kernel grid
+MAX_TILES = 256     # maps shown for a 3-D tensor such as a block's `const`
+DIVERGING = 'RdBu_r'
+DPI = 100
+
+
+@dataclass
+class OverviewColumn:
+    """One block in the overview: its RGB output (uint8 [H, W, C], or None) and its strongest channel [H, W]."""
+
+    name: str
+    rgb: np.ndarray | None
+    channel: np.ndarray
+    channel_index: int
+
+
+def as_numpy(value: Any) -> np.ndarray:
+    """A float32 numpy copy of a tensor or array (bfloat16 and float16 included)."""
+    if hasattr(value, 'detach'):
+        value = value.detach().cpu().float().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def _new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on an Agg canvas, independent of pyplot's global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    """Write the figure atomically (the temporary file keeps the suffix, so the format follows `path`)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI)
+    return Path(path)
+
+
+def _symmetric_limit(values: np.ndarray) -> float:
+    """max |x| over finite values (1 when all are zero), for colour maps centred on 0."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def mosaic(tiles: np.ndarray, ncols: int) -> np.ndarray:
+    """Tile [N, h, w] maps into one 2-D array, `ncols` per row, with one NaN pixel between tiles."""
+    n, h, w = tiles.shape
+    nrows = math.ceil(n / ncols)
+    out = np.full((nrows * (h + 1) - 1, ncols * (w + 1) - 1), np.nan, dtype=np.float32)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, ncols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = tile
+    return out
+
+
+def _kernel_tiles(values: np.ndarray) -> tuple[np.ndarray, int, str]:
+    """(tiles [N, h, w], columns, what is shown) for a 3-D or 4-D tensor, capped to a readable grid."""
+    if values.ndim == 4:
+        rows, cols = min(values.shape[0], MAX_GRID_ROWS), min(values.shape[1], MAX_GRID_COLS)
+        tiles = values[:rows, :cols].reshape(rows * cols, *values.shape[2:])
+        note = (f'rows: out-channels 0..{rows - 1} of {values.shape[0]}, '
+                f'columns: in-channels 0..{cols - 1} of {values.shape[1]}')
+        if rows < values.shape[0] or cols < values.shape[1]:
+            note += f' (capped at {MAX_GRID_ROWS}x{MAX_GRID_COLS})'
+        return tiles, cols, note
+    count = min(values.shape[0], MAX_TILES)
+    note = f'maps 0..{count - 1} of {values.shape[0]}' + (f' (capped at {MAX_TILES})' if count < values.shape[0]
+                                                          else '')
+    return values[:count], math.ceil(math.sqrt(count)), note
+
+
+def _draw_weights(fig: Any, ax: Any, values: np.ndarray, limit: float) -> str:
+    """Draw the tensor in the main panel (grid, heatmap or bars) and return a note on what is shown."""
+    if values.ndim <= 1:
+        flat = values.reshape(-1)
+        ax.bar(np.arange(flat.size), flat, width=1.0, color=np.where(flat >= 0, '#b2182b', '#2166ac'))
+        ax.axhline(0, color='black', linewidth=0.5)
+        ax.set_xlabel('index')
+        return f'{flat.size} values'
+    if values.ndim == 4 and values.shape[2:] == (1, 1):
+        values = values[:, :, 0, 0]
+    if values.ndim == 2:
+        image, note, aspect = values, 'heatmap: rows = dim 0 (out), columns = dim 1 (in)', 'auto'
+        ax.set_xlabel('in')
+        ax.set_ylabel('out')
+    else:
+        tiles, ncols, note = _kernel_tiles(values if values.ndim <= 4 else values.reshape(-1, *values.shape[-2:]))
+        image, aspect = mosaic(tiles, ncols), 'equal'
+        ax.set_xticks([])
+        ax.set_yticks([])
+    shown = ax.imshow(image, cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation='nearest', aspect=aspect)
+    fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02)
+    return note
+
+
+def _draw_histogram(ax: Any, values: np.ndarray) -> None:
+    """Histogram of every value of the tensor, with 0 marked."""
+    flat = values.reshape(-1)
+    ax.hist(flat[np.isfinite(flat)], bins=min(100, max(10, flat.size // 10)), color='#555555')
+    ax.axvline(0, color='#b2182b', linewidth=0.8)
+    ax.set_title(f'histogram of all {flat.size:,} values', fontsize=9)
+    ax.set_yscale('log' if flat.size > 1000 else 'linear')
+
+
+def kernel_grid_figure(weight: Any, path: str | os.PathLike, title: str) -> Path:
+    """Plot a weight tensor beside the histogram of its values: conv [out, in, kh, kw] as an out x in grid of
+    kernels (capped, the cap stated in the title), FC [out, in] as a heatmap, 1-D and scalars as bars."""
+    values = as_numpy(weight)
+    fig = _new_figure(13, 6.5)
+    grid = fig.add_gridspec(1, 2, width_ratios=[2.2, 1])
+    main, hist = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+    note = _draw_weights(fig, main, values, _symmetric_limit(values))
+    _draw_histogram(hist, values)
+    fig.suptitle(f'{title}  {list(values.shape)}\n{note}', fontsize=10)
+    return _save(fig, path)
+
+
+def strongest_channels(fmap: np.ndarray, top_k: int) -> np.ndarray:
+    """Indices of the `top_k` channels of [C, H, W] with the largest mean |activation|, strongest first."""
+    strength = np.abs(fmap).reshape(fmap.shape[0], -1).mean(axis=1)
+    return np.argsort(-strength, kind='stable')[:top_k]
+
+
+def feature_grid_figure(fmap: Any, path: str | os.PathLike, title: str, top_k: int = 16) -> Path:
+    """The `top_k` strongest channels of a feature map [C, H, W] in one grid, on one colour scale centred on 0,
+    each labelled with its channel index and mean |activation|."""
+    values = as_numpy(fmap)
+    values = values.reshape(-1, *values.shape[-2:])
+    index = strongest_channels(values, top_k)
+    ncols = math.ceil(math.sqrt(len(index)))
+    h, w = values.shape[-2:]
+    fig = _new_figure(1.6 * ncols + 1.2, 1.6 * math.ceil(len(index) / ncols) + 0.8)
+    ax = fig.add_axes((0.02, 0.04, 0.84, 0.82))
+    limit = _symmetric_limit(values[index])
+    shown = ax.imshow(mosaic(values[index], ncols), cmap=DIVERGING, vmin=-limit, vmax=limit,
+                      interpolation='nearest')
+    for i, channel in enumerate(index):
+        r, c = divmod(i, ncols)
+        ax.text(c * (w + 1), r * (h + 1), f'ch {channel}  |x| {np.abs(values[channel]).mean():.3g}',
+                fontsize=7, va='top', ha='left', color='black',
+                bbox=dict(facecolor='white', alpha=0.7, pad=0.5, linewidth=0))
+    ax.set_axis_off()
+    fig.colorbar(shown, cax=fig.add_axes((0.88, 0.04, 0.025, 0.82)))
+    fig.suptitle(f'{title}\ntop {len(index)} of {values.shape[0]} channels by mean |activation|', fontsize=9)
+    return _save(fig, path)
+
+
+def overview_figure(rows: Sequence[OverviewColumn], path: str | os.PathLike) -> Path:
+    """Every block side by side, labelled with its name: its RGB output at full size on top (nearest-neighbour,
+    so the block's own pixels stay visible) and its strongest channel below."""
+    fig = _new_figure(2.2 * len(rows), 5.0)
+    axes = fig.subplots(2, len(rows), squeeze=False)
+    for column, (top, bottom) in zip(rows, axes.T):
+        if column.rgb is None:
+            top.text(0.5, 0.5, 'no RGB output', ha='center', va='center', transform=top.transAxes)
+        else:
+            rgb = column.rgb[..., 0] if column.rgb.shape[-1] == 1 else column.rgb
+            top.imshow(rgb, cmap='gray', vmin=0, vmax=255, interpolation='nearest', extent=(0, 1, 1, 0))
+        top.set_title(column.name, fontsize=11)
+        limit = _symmetric_limit(column.channel)
+        bottom.imshow(column.channel, cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation='nearest',
+                      extent=(0, 1, 1, 0))
+        bottom.set_title(f'ch {column.channel_index}', fontsize=9)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel('RGB output')
+    axes[1, 0].set_ylabel('strongest channel')
+    fig.tight_layout()
+    return _save(fig, path)
