@@ -17,6 +17,10 @@ COMMANDS = {
     'weights': ('stylelens.cli.weights', 'weights', "Print, plot or dump a layer's weights (or all of them)."),
     'activations': ('stylelens.cli.activations', 'activations',
                     'Dump and plot what every block produces, per seed (G) or per image (D).'),
+    'mix': ('stylelens.cli.mix', 'mix', 'Style mixing: grids of rows x cols, or one base with several donors.'),
+    'mix-study': ('stylelens.cli.mix', 'mix_study', 'One mixing grid per block set, stacked with captions.'),
+    'interpolate': ('stylelens.cli.interpolate', 'interpolate', 'Walk between seeds in Z or W: GIF, MP4 or strip.'),
+    'traverse': ('stylelens.cli.traverse', 'traverse', 'Move one seed along a W direction (PCA, random, file).'),
 }
 
 

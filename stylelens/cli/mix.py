@@ -1,0 +1,223 @@
+"""`stylelens mix` and `stylelens mix-study`: style-mixing grids, several donors, and depth studies."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+from stylelens.cli.loaded import LoadedNetwork, open_network
+from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
+                                   truncation_options)
+from stylelens.errors import StylelensError
+from stylelens.generation import synthesize
+from stylelens.mixing import (Donor, MixGrid, block_owned, count_renders, grid_image, mix_ws, parse_layers,
+                              render_grids)
+from stylelens.outputs import ensure_outdir, save_png, to_uint8, write_manifest
+from stylelens.sources import Source, resolve_sources
+
+MIX_EPILOG = """\b
+Examples:
+  stylelens mix --network demo --rows 85,100,75 --cols 55,821 --styles 0-6 --outdir out/mix
+  stylelens mix --network demo --rows 1,2 --cols 3,w:proj.npz --blocks b4,b8 --labels --outdir out/mix
+  stylelens mix --network demo --base 85 --source b4,b8=seed:12 --source b32-b64=seed:7 --outdir out/donors
+"""
+STUDY_EPILOG = """\b
+Example:
+  stylelens mix-study --network demo --rows 1,2,3 --cols 4,5 \\
+      --block-sets "b4;b8;b4,b8;b8,b16;b32,b64" --outdir out/study
+"""
+
+
+def _selection(loaded: LoadedNetwork, styles: str | None, blocks: str | None, preset: str | None) -> str:
+    """The one layer spec given (--styles, --blocks or --preset); official default 0-6."""
+    given = [v for v in (styles, blocks, preset) if v is not None]
+    if len(given) > 1:
+        raise StylelensError('give only one of --styles, --blocks and --preset')
+    return given[0] if given else '0-6'
+
+
+def _sources(loaded: LoadedNetwork, spec: str, options: dict) -> list[Source]:
+    return resolve_sources(loaded.G, spec, truncation_psi=options['truncation_psi'],
+                           truncation_cutoff=options['truncation_cutoff'], class_idx=options['class_idx'],
+                           class_names=loaded.class_names)
+
+
+def _progress(total: int, label: str):
+    return click.progressbar(length=total, label=label, file=click.get_text_stream('stderr'))
+
+
+def _write_grid_files(out: Path, grid: MixGrid) -> list[str]:
+    """grid.png, `{row}-{col}.png` for every cell and `{src}-{src}.png` for every source, as style_mixing.py."""
+    files = {'grid.png': grid_image(grid)}
+    for label, image in list(zip(grid.row_labels, grid.rows)) + list(zip(grid.col_labels, grid.cols)):
+        files[f'{label}-{label}.png'] = image
+    for r, row in enumerate(grid.row_labels):
+        for c, col in enumerate(grid.col_labels):
+            files[f'{row}-{col}.png'] = grid.cells[r, c]
+    for name, image in files.items():
+        save_png(image.numpy(), out / name)
+    return list(files)
+
+
+def _labeled_figure(grids: list[MixGrid], captions: list[str], path: Path, title: str) -> None:
+    """Grids side by side (up to three per row), each with its caption and the source labels on its axes."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib.figure import Figure
+
+    from stylelens.outputs import atomic_path
+    images = [grid_image(g).numpy() for g in grids]
+    h, w = images[0].shape[:2]
+    per_row = min(3, len(images))
+    n_rows = -(-len(images) // per_row)
+    fig = Figure(figsize=(per_row * max(3.0, 3.2 * w / h) + 0.5, n_rows * 3.4 + 0.6))
+    for k, (grid, image, caption) in enumerate(zip(grids, images, captions)):
+        ax = fig.add_subplot(n_rows, per_row, k + 1)
+        ax.imshow(image.squeeze(), cmap='gray' if image.shape[-1] == 1 else None)
+        cell_h, cell_w = h // (len(grid.row_labels) + 1), w // (len(grid.col_labels) + 1)
+        ax.set_xticks([cell_w * (i + 1.5) for i in range(len(grid.col_labels))], grid.col_labels)
+        ax.set_yticks([cell_h * (i + 1.5) for i in range(len(grid.row_labels))], grid.row_labels)
+        ax.tick_params(length=0)
+        ax.set_title(caption, fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+
+
+def _styles_caption(loaded: LoadedNetwork, spec: str, indices: list[int]) -> str:
+    owned = block_owned(loaded.G)
+    blocks = [name for name, idx in owned.items() if idx and set(idx) <= set(indices)]
+    return f"{spec}: ws {','.join(map(str, indices))}" + (f" ({'+'.join(blocks)})" if blocks else '')
+
+
+def _mix_donors(loaded: LoadedNetwork, out: Path, base: str, donor_specs: tuple[str, ...], options: dict) -> dict:
+    """One base with several donors, each supplying its own layers: mix.png, the sources, and a figure."""
+    base_sources = _sources(loaded, base, options)
+    if len(base_sources) != 1:
+        raise StylelensError(f'--base must be one seed or one W vector (got {len(base_sources)})')
+    donors = []
+    for spec in donor_specs:
+        layers, sep, source = spec.partition('=')
+        if not sep or not source.startswith(('seed:', 'w:')):
+            raise StylelensError(f"bad --source {spec!r}: expected LAYERS=seed:N or LAYERS=w:FILE "
+                                 f"(e.g. b4,b8=seed:12)")
+        found = _sources(loaded, source[len('seed:'):] if source.startswith('seed:') else source, options)
+        if len(found) != 1:
+            raise StylelensError(f'--source {spec!r} names {len(found)} latents; give exactly one')
+        donors.append(Donor(f'{found[0].label}', found[0].ws, parse_layers(loaded.G, layers)))
+    mixed = mix_ws(base_sources[0].ws, donors)
+    all_ws = torch.stack([base_sources[0].ws] + [d.ws for d in donors] + [mixed])
+    images = to_uint8(synthesize(loaded.G, all_ws, noise_mode=options['noise_mode'], precision=options['precision']))
+    names = ['base.png'] + [f'donor{i}_{d.label}.png' for i, d in enumerate(donors)] + ['mix.png']
+    for name, image in zip(names, images):
+        save_png(image, out / name)
+    strip = torch.from_numpy(images).permute(1, 0, 2, 3).reshape(images.shape[1], -1, images.shape[3])
+    save_png(strip.numpy(), out / 'strip.png')
+    return dict(files=names + ['strip.png'], base=base_sources[0].label,
+                donors=[dict(source=d.label, ws_indices=d.layers) for d in donors])
+
+
+@click.command('mix', epilog=MIX_EPILOG)
+@network_option
+@click.option('--rows', default=None, metavar='LIST', help='Row sources: seeds and w:FILE items, e.g. 85,100,w:a.npz.')
+@click.option('--cols', default=None, metavar='LIST', help='Column sources (they donate the chosen styles).')
+@click.option('--styles', default=None, metavar='LIST', help='ws indices the columns supply, e.g. 0-6 (default).')
+@click.option('--blocks', default=None, metavar='LIST', help='Blocks the columns supply, e.g. b4,b8 or b128-b1024.')
+@click.option('--preset', type=click.Choice(['coarse', 'middle', 'fine']), default=None,
+              help='Block group the columns supply (see README for each resolution).')
+@click.option('--base', default=None, metavar='SOURCE', help='Donor mode: the latent the donors mix into.')
+@click.option('--source', 'donor_specs', multiple=True, metavar='LAYERS=SOURCE',
+              help='Donor mode: layers and their source, e.g. b4,b8=seed:12 or b128-b1024=w:proj.npz.')
+@truncation_options
+@class_option
+@noise_mode_option
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Images per forward pass.')
+@device_option
+@precision_option
+@click.option('--outdir', type=click.Path(file_okay=False), default=None, help='Where to write the grid (required).')
+@click.option('--labels', is_flag=True, help='Also write grid_labeled.png with seed and block captions.')
+@click.option('--show-map', is_flag=True, help='Print which ws indices every block owns and reads, then exit.')
+def mix(network: str, rows: str | None, cols: str | None, styles: str | None, blocks: str | None,
+        preset: str | None, base: str | None, donor_specs: tuple[str, ...], outdir: str | None, labels: bool,
+        show_map: bool, device: str, batch_size: int, **options) -> None:
+    """Style mixing. Grid mode: each cell is its row's latent with the chosen styles from its column (as
+    NVIDIA's style_mixing.py). Donor mode (--base/--source): several donors, each with its own layers."""
+    loaded = open_network(network, device)
+    if show_map:
+        reads = {name: idx for name, idx in loaded.G.synthesis.block_ws_ranges().items()}
+        for name, owned in block_owned(loaded.G).items():
+            click.echo(f"{name:<7} owns ws {','.join(map(str, owned)):<10} reads ws {','.join(map(str, reads[name]))}")
+        return
+    if outdir is None:
+        raise click.UsageError("Missing option '--outdir'.")
+    out = ensure_outdir(outdir)
+    manifest_options = dict(rows=rows, cols=cols, styles=styles, blocks=blocks, preset=preset, base=base,
+                            sources=list(donor_specs), batch_size=batch_size, device=str(loaded.device), **options)
+    if base is not None or donor_specs:
+        if base is None or not donor_specs or rows or cols:
+            raise StylelensError('donor mode needs --base and at least one --source, and no --rows/--cols')
+        extra = _mix_donors(loaded, out, base, donor_specs, options)
+    else:
+        if not rows or not cols:
+            raise StylelensError('give --rows and --cols (grid mode) or --base and --source (donor mode)')
+        spec = _selection(loaded, styles, blocks, preset)
+        indices = parse_layers(loaded.G, spec)
+        row_sources, col_sources = _sources(loaded, rows, options), _sources(loaded, cols, options)
+        row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
+        with _progress(count_renders(row_labels, col_labels), 'mixing') as bar:
+            grid = render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),
+                                torch.stack([s.ws for s in col_sources]), [indices], row_labels=row_labels,
+                                col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
+                                precision=options['precision'], progress=bar.update)[0]
+        files = _write_grid_files(out, grid)
+        if labels:
+            _labeled_figure([grid], [_styles_caption(loaded, spec, indices)], out / 'grid_labeled.png',
+                            'rows: base latents · columns: style donors')
+            files.append('grid_labeled.png')
+        extra = dict(files=files, ws_indices=indices)
+    write_manifest(out, command='mix', options=manifest_options, network=loaded.manifest(), extra=extra)
+    click.echo(f'wrote {len(extra["files"])} images to {out}')
+
+
+@click.command('mix-study', epilog=STUDY_EPILOG)
+@network_option
+@click.option('--rows', required=True, metavar='LIST', help='Row sources: seeds and w:FILE items.')
+@click.option('--cols', required=True, metavar='LIST', help='Column sources (they donate the block set).')
+@click.option('--block-sets', required=True, metavar='SETS',
+              help='Semicolon-separated layer specs, one grid each, e.g. "b4;b8;b4,b8;b128-b1024;fine".')
+@truncation_options
+@class_option
+@noise_mode_option
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Images per forward pass.')
+@device_option
+@precision_option
+@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to write the study.')
+def mix_study(network: str, rows: str, cols: str, block_sets: str, outdir: str, device: str, batch_size: int,
+              **options) -> None:
+    """Which depth controls what: one mixing grid per block set, plus study.png stacking them with captions."""
+    loaded = open_network(network, device)
+    specs = [s.strip() for s in block_sets.split(';')]
+    if not all(specs):
+        raise StylelensError(f'empty block set in {block_sets!r}: separate sets with ";" like "b4;b8;b4,b8"')
+    style_sets = [parse_layers(loaded.G, spec) for spec in specs]
+    out = ensure_outdir(outdir)
+    row_sources, col_sources = _sources(loaded, rows, options), _sources(loaded, cols, options)
+    row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
+    with _progress(count_renders(row_labels, col_labels, len(specs)), 'mixing') as bar:
+        grids = render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),
+                             torch.stack([s.ws for s in col_sources]), style_sets, row_labels=row_labels,
+                             col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
+                             precision=options['precision'], progress=bar.update)
+    files = []
+    for k, (spec, grid) in enumerate(zip(specs, grids)):
+        folder = ensure_outdir(out / f"set{k}_{spec.replace(',', '+')}")
+        files += [f'{folder.name}/{name}' for name in _write_grid_files(folder, grid)]
+    captions = [_styles_caption(loaded, spec, idx) for spec, idx in zip(specs, style_sets)]
+    _labeled_figure(grids, captions, out / 'study.png', 'columns donate the block set; rows keep the rest')
+    manifest_options = dict(rows=rows, cols=cols, block_sets=specs, batch_size=batch_size,
+                            device=str(loaded.device), **options)
+    write_manifest(out, command='mix-study', options=manifest_options, network=loaded.manifest(),
+                   extra=dict(files=files + ['study.png'], ws_indices=style_sets))
+    click.echo(f'wrote {len(specs)} grids and study.png to {out}')

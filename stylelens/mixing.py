@@ -1,0 +1,190 @@
+"""Style mixing: which ws indices a block name means, donors supplying chosen layers, and batched mixing grids.
+
+Block names map to ws indices by *ownership*: a block owns the ws of its convolutions, and the last block also
+owns the final toRGB's. The toRGB of a non-last block reads the same index as the next block's first
+convolution (b8.torgb and b16.conv0 both read ws[3] in a 64x64 StyleGAN2), so that index belongs to the next
+block. Every index then belongs to exactly one block, and block sets never overlap by accident.
+`block_reads(G)` gives the other view: every index a block reads, toRGB included.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from stylelens.errors import StylelensError
+from stylelens.generation import synthesize
+from stylelens.outputs import to_uint8
+
+# Preset block groups by the network's output resolution: (coarse, middle, fine) as block resolutions.
+# From 64x64 up they follow the StyleGAN paper (coarse 4-8, middle 16-32, fine 64 and up).
+PRESET_NAMES = ('coarse', 'middle', 'fine')
+
+
+def block_reads(G: torch.nn.Module) -> dict[str, list[int]]:
+    """Every ws index each block reads (its convolutions and its toRGB)."""
+    return {name: list(idx) for name, idx in G.synthesis.block_ws_ranges().items()}
+
+
+def block_owned(G: torch.nn.Module) -> dict[str, list[int]]:
+    """The ws indices each block owns: its convolutions', plus the final toRGB's for the last block."""
+    owned = {}
+    for name, idx in G.synthesis.block_ws_ranges().items():
+        block = getattr(G.synthesis, name)
+        count = block.num_conv + (block.num_torgb if block.is_last else 0)
+        owned[name] = list(range(idx.start, idx.start + count))
+    return owned
+
+
+def preset_blocks(G: torch.nn.Module) -> dict[str, list[str]]:
+    """Block names of the coarse, middle and fine presets for this network's resolution."""
+    resolutions = [int(name[1:]) for name in block_owned(G)]
+    top = max(resolutions)
+    if top >= 64:
+        groups = ([r for r in resolutions if r <= 8], [r for r in resolutions if 16 <= r <= 32],
+                  [r for r in resolutions if r >= 64])
+    else:
+        third = max(1, round(len(resolutions) / 3))
+        groups = (resolutions[:third], resolutions[third:-third] or [], resolutions[-third:] if len(resolutions) > 1
+                  else [])
+    return {name: [f'b{r}' for r in group] for name, group in zip(PRESET_NAMES, groups)}
+
+
+def _block_range(G: torch.nn.Module, start: str, end: str, token: str) -> list[str]:
+    names = list(block_owned(G))
+    for name in (start, end):
+        if name not in names:
+            raise StylelensError(f"no block {name!r} in {token!r} (blocks: {', '.join(names)})")
+    lo, hi = sorted((names.index(start), names.index(end)))
+    return names[lo:hi + 1]
+
+
+def parse_layers(G: torch.nn.Module, spec: str) -> list[int]:
+    """ws indices for a layer spec: indices and ranges (`0-6,9`), block names and ranges (`b4,b8`, `b128-b1024`),
+    or presets (`coarse`, `middle`, `fine`), mixed freely; sorted, without repeats."""
+    owned = block_owned(G)
+    presets = preset_blocks(G)
+    indices: set[int] = set()
+    for token in (t.strip() for t in spec.split(',')):
+        if not token:
+            raise StylelensError(f'empty item in layer list {spec!r}')
+        if token in presets:
+            if not presets[token]:
+                described = ', '.join(f"{k}={'+'.join(v) or '-'}" for k, v in presets.items())
+                raise StylelensError(f'preset {token!r} is empty for a {G.img_resolution}x{G.img_resolution} network '
+                                     f'(presets: {described})')
+            indices.update(i for b in presets[token] for i in owned[b])
+        elif re.fullmatch(r'b\d+(-b\d+)?', token):
+            parts = token.split('-')
+            blocks = _block_range(G, parts[0], parts[-1], token)
+            indices.update(i for b in blocks for i in owned[b])
+        elif re.fullmatch(r'\d+(-\d+)?', token):
+            lo, hi = (int(p) for p in (token.split('-') * 2)[:2])
+            if lo > hi:
+                raise StylelensError(f'layer range {token!r} runs backwards')
+            indices.update(range(lo, hi + 1))
+        else:
+            raise StylelensError(f"unknown layer {token!r}: use ws indices (0-6), blocks "
+                                 f"({', '.join(owned)}, or ranges like b8-b32) or presets ({', '.join(PRESET_NAMES)})")
+    bad = sorted(i for i in indices if i >= G.num_ws)
+    if bad:
+        raise StylelensError(f"style index {bad[0]} does not exist: this network has num_ws={G.num_ws} "
+                             f"(valid: 0-{G.num_ws - 1})")
+    return sorted(indices)
+
+
+@dataclass
+class Donor:
+    """A source of styles: its ws [num_ws, w_dim] and the ws indices it supplies."""
+
+    label: str
+    ws: torch.Tensor
+    layers: list[int] = field(default_factory=list)
+
+
+def mix_ws(base: torch.Tensor, donors: Sequence[Donor]) -> torch.Tensor:
+    """`base` ws [num_ws, w_dim] (or [N, num_ws, w_dim]) with each donor's layers replaced by the donor's ws."""
+    claimed: dict[int, str] = {}
+    for donor in donors:
+        overlap = sorted(i for i in donor.layers if i in claimed)
+        if overlap:
+            raise StylelensError(f"donors {claimed[overlap[0]]!r} and {donor.label!r} both supply ws "
+                                 f"{','.join(map(str, overlap))}; each index can come from one donor only")
+        claimed.update((i, donor.label) for i in donor.layers)
+    mixed = base.clone()
+    for donor in donors:
+        mixed[..., donor.layers, :] = donor.ws[..., donor.layers, :].to(mixed)
+    return mixed
+
+
+@dataclass
+class MixGrid:
+    """A rendered grid: uint8 images of the row and column sources and of every cell [rows, cols, H, W, C]."""
+
+    row_labels: list[str]
+    col_labels: list[str]
+    rows: torch.Tensor
+    cols: torch.Tensor
+    cells: torch.Tensor
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def render_grids(G: torch.nn.Module, row_ws: torch.Tensor, col_ws: torch.Tensor,
+                 style_sets: Sequence[Sequence[int]], *, row_labels: Sequence[str], col_labels: Sequence[str],
+                 noise_mode: str = 'const', batch_size: int = 8, precision: str = 'fp32',
+                 progress: Callable[[int], None] | None = None) -> list[MixGrid]:
+    """One rows x cols grid per style set (row ws with the set's indices taken from the column), as
+    style_mixing.py defines a cell.
+
+    Every distinct source is synthesized once for all grids, every cell once, `batch_size` images per forward
+    pass; a cell whose row and column are the same source is that source's image.
+    """
+    sources: dict[str, torch.Tensor] = {}
+    for label, ws in list(zip(row_labels, row_ws)) + list(zip(col_labels, col_ws)):
+        sources.setdefault(label, ws)
+    jobs: list[tuple[object, torch.Tensor]] = list(sources.items())
+    for k, styles in enumerate(style_sets):
+        for row_label, ws in zip(row_labels, row_ws):
+            for c, col_label in enumerate(col_labels):
+                if row_label != col_label:
+                    jobs.append(((k, row_label, col_label), mix_ws(ws, [Donor(col_label, col_ws[c], list(styles))])))
+    images: dict[object, torch.Tensor] = {}
+    for batch in _batches(jobs, batch_size):
+        rendered = to_uint8(synthesize(G, torch.stack([w for _, w in batch]), noise_mode=noise_mode,
+                                       precision=precision))
+        images.update((key, torch.from_numpy(img)) for (key, _), img in zip(batch, rendered))
+        if progress is not None:
+            progress(len(batch))
+
+    def cell(k: int, r: str, c: str) -> torch.Tensor:
+        return images[r] if r == c else images[(k, r, c)]
+
+    return [MixGrid(list(row_labels), list(col_labels), torch.stack([images[r] for r in row_labels]),
+                    torch.stack([images[c] for c in col_labels]),
+                    torch.stack([torch.stack([cell(k, r, c) for c in col_labels]) for r in row_labels]))
+            for k in range(len(style_sets))]
+
+
+def count_renders(row_labels: Sequence[str], col_labels: Sequence[str], num_sets: int = 1) -> int:
+    """How many images `render_grids` synthesizes: distinct sources plus off-diagonal cells of every set."""
+    distinct = len(dict.fromkeys(list(row_labels) + list(col_labels)))
+    return distinct + num_sets * sum(r != c for r in row_labels for c in col_labels)
+
+
+def grid_image(grid: MixGrid) -> torch.Tensor:
+    """The official layout as one uint8 image: top-left empty, first row the columns, first column the rows."""
+    n_rows, n_cols, h, w, ch = grid.cells.shape
+    canvas = torch.zeros([(n_rows + 1) * h, (n_cols + 1) * w, ch], dtype=torch.uint8)
+    for c in range(n_cols):
+        canvas[:h, (c + 1) * w:(c + 2) * w] = grid.cols[c]
+    for r in range(n_rows):
+        canvas[(r + 1) * h:(r + 2) * h, :w] = grid.rows[r]
+        for c in range(n_cols):
+            canvas[(r + 1) * h:(r + 2) * h, (c + 1) * w:(c + 2) * w] = grid.cells[r, c]
+    return canvas
