@@ -1,4 +1,5 @@
-"""Latent sources given on the command line — seeds (`85,100-102`) and W files (`w:proj.npz`) — as labelled ws."""
+"""Latent sources given on the command line — seeds (`85,100-102`) and W files (`w:proj.npz`, one row of it with
+`w:proj.npz@2`) — as labelled ws."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +30,19 @@ def parse_source_items(spec: str) -> list[str]:
     return items
 
 
+def _w_file_items(G: torch.nn.Module, spec: str, device: torch.device) -> list[tuple[str, torch.Tensor]]:
+    """Every row of a W file as (`stem.i`, ws), or only row K for `file@K`."""
+    path_text, at, row = spec.rpartition('@') if '@' in spec else (spec, '', '')
+    path = Path(path_text)
+    ws = torch.from_numpy(load_ws_file(path, w_dim=G.w_dim, num_ws=G.num_ws)).to(device)
+    items = [(f'{path.stem}.{i}', w) for i, w in enumerate(ws)]
+    if not at:
+        return items
+    if not row.isdigit() or int(row) >= len(items):
+        raise StylelensError(f"bad row {row!r} in 'w:{spec}': {path.name} holds rows 0-{len(items) - 1}")
+    return [items[int(row)]]
+
+
 def resolve_sources(G: torch.nn.Module, spec: str, *, truncation_psi: float = 1,
                     truncation_cutoff: int | None = None, class_idx: int | str | None = None,
                     class_names: Sequence[str] | None = None) -> list[Source]:
@@ -37,9 +51,7 @@ def resolve_sources(G: torch.nn.Module, spec: str, *, truncation_psi: float = 1,
     plan: list[tuple[str, object]] = []
     for item in parse_source_items(spec):
         if item.startswith('w:'):
-            path = Path(item[2:])
-            ws = torch.from_numpy(load_ws_file(path, w_dim=G.w_dim, num_ws=G.num_ws)).to(device)
-            plan += [(f'{path.stem}.{i}', w) for i, w in enumerate(ws)]
+            plan += _w_file_items(G, item[2:], device)
         else:
             plan += [(str(seed), seed) for seed in parse_int_list(item, what='seeds')]
     seeds = [value for _, value in plan if isinstance(value, int)]
