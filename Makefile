@@ -16,7 +16,8 @@ install:
 
 demo: install
 	stylelens info
-	stylelens generate --seeds 0-7 --trunc 0.7 --outdir out/demo
+	stylelens mix --rows 85,100,75 --cols 55,821,1789 --styles 0-6 --labels --outdir out/mix
+	stylelens generate --seeds 0-7 --trunc 0.7 --outdir out/generate
 
 test:
 	$(PYTHON) -m pytest -q

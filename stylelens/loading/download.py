@@ -41,6 +41,29 @@ def file_sha256(path: Path) -> str:
     return _hash_into(path, hashlib.sha256()).hexdigest()
 
 
+def remembered_sha256(path: Path) -> str:
+    """SHA-256 of a local file, remembered in the cache by (absolute path, size, mtime) so a big pickle is hashed
+    once, not on every command that records it in a manifest."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    store = cache_dir() / "file_digests.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if key not in known:
+        known = {k: v for k, v in known.items() if not k.startswith(f"{path}|")}
+        known[key] = file_sha256(path)
+        try:
+            _write_json(store, known)
+        except OSError:
+            pass
+    return known[key]
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 

@@ -131,8 +131,7 @@ def rebuild(record: PersistentRecord, what: str) -> torch.nn.Module:
     args = _plain(tuple(record.state.get('_init_args') or ()))
     kwargs = init_kwargs(record)
     try:
-        with torch.device('meta'):
-            module = BUILDABLE[record.class_name](*args, **kwargs)
+        module = BUILDABLE[record.class_name](*args, **kwargs)
     except (TypeError, ValueError) as exc:
         raise NetworkRebuildError(f'{what}: cannot build {record.class_name} from the recorded init kwargs '
                                   f'({exc})') from None

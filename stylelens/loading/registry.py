@@ -12,7 +12,7 @@ from typing import Any
 
 from stylelens.errors import StylelensError
 from stylelens.loading.download import cache_dir as default_cache_dir
-from stylelens.loading.download import fetch_cached, file_sha256, stored_digest
+from stylelens.loading.download import fetch_cached, remembered_sha256, stored_digest
 
 
 @dataclass
@@ -62,8 +62,8 @@ class ResolvedSource:
 
     @cached_property
     def sha256(self) -> str:
-        """Hex SHA-256 of the file: the digest stored beside a download if still valid, else computed now."""
-        return stored_digest(self.path) or file_sha256(self.path)
+        """Hex SHA-256 of the file: the digest stored beside a download if still valid, else computed (once)."""
+        return stored_digest(self.path) or remembered_sha256(self.path)
 
 
 def _data_dir() -> Any:
