@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import sys
 from typing import ContextManager
 
 import torch
@@ -33,3 +35,20 @@ def precision_context(precision: str, device: torch.device) -> ContextManager:
     if precision == 'bf16':
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     raise StylelensError(f"unknown precision {precision!r} (choices: {', '.join(PRECISION_CHOICES)})")
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process (glibc: no mmap for big blocks, no trimming) for the rest of its life.
+
+    Large activations are otherwise mapped and unmapped on every op, and the page faults cost more than the
+    arithmetic (measured: synthesis at batch 8 took 45 % less time). Meant for short-lived CLI processes, called
+    after the network is loaded so loading does not raise the peak memory; returns False where it does not apply.
+    """
+    if not sys.platform.startswith('linux'):
+        return False
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
+    except (OSError, AttributeError):
+        return False

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from stylelens.devices import pick_device
+from stylelens.devices import pick_device, tune_cpu_allocator
 from stylelens.loading.network import load_generator, load_network, resolve
 from stylelens.loading.registry import ResolvedSource
 
@@ -36,10 +36,13 @@ class LoadedNetwork:
 
 
 def open_network(network: str, device: str = 'cpu', with_discriminator: bool = False) -> LoadedNetwork:
-    """Resolve `--network`, load G_ema (and D if asked) onto the chosen device."""
+    """Resolve `--network`, load G_ema (and D if asked) onto the chosen device, then tune the CPU allocator."""
     torch_device = pick_device(device)
     source = resolve(network)
     if with_discriminator:
         nets = load_network(source, device=torch_device)
-        return LoadedNetwork(source, nets.get('G_ema', nets.get('G')), nets.get('D'), torch_device)
-    return LoadedNetwork(source, load_generator(source, device=torch_device), None, torch_device)
+        loaded = LoadedNetwork(source, nets.get('G_ema', nets.get('G')), nets.get('D'), torch_device)
+    else:
+        loaded = LoadedNetwork(source, load_generator(source, device=torch_device), None, torch_device)
+    tune_cpu_allocator()
+    return loaded

@@ -9,13 +9,15 @@ import re
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import click
-import requests
 
 from stylelens.errors import StylelensError
+
+if TYPE_CHECKING:  # requests is imported only when something is downloaded (it costs 0.1 s at start-up)
+    import requests
 
 _MIB = 1 << 20
 
@@ -94,6 +96,8 @@ def known_hashes(store: Path | None = None) -> dict[str, dict]:
 
 
 def _session() -> requests.Session:
+    import requests
+
     try:
         version = metadata.version("stylelens")
     except metadata.PackageNotFoundError:
@@ -131,6 +135,8 @@ def _hash_into(path: Path, digest: Any) -> Any:
 def _transfer(session: requests.Session, url: str, part: Path, timeout: float, progress: bool,
               chunk_size: int) -> Any:
     """Fill ``part`` with the whole file (resuming what is there) and return the running SHA-256 of it."""
+    import requests
+
     for _ in range(3):
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -174,6 +180,8 @@ def download(url: str, dest: Path, *, sha256: str | None = None, timeout: float 
              chunk_size: int = 1 << 20, hash_store: Path | None = None) -> Path:
     """Download ``url`` to ``dest`` via a resumable ``.part`` file, verifying ``sha256`` or the digest recorded
     for this URL in ``hash_store`` (default ``cache_dir()/known_hashes.json``, which a first download fills)."""
+    import requests
+
     dest = Path(dest)
     part = dest.with_suffix(dest.suffix + ".part")
     store = hash_store or cache_dir() / "known_hashes.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from stylelens.errors import StylelensError
 from stylelens.loading.safe_pickle import PersistentRecord
@@ -20,6 +21,15 @@ CHECKED_ATTRIBUTES = ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'img_resolution', 'im
                       'in_channels', 'out_channels', 'architecture', 'is_last', 'up', 'down', 'activation',
                       'conv_clamp', 'use_noise', 'w_avg_beta', 'num_layers', 'cmap_dim', 'group_size',
                       'num_channels', 'in_features', 'out_features', 'use_fp16')
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Construct modules without drawing random initial values: every tensor is overwritten from the snapshot."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.randn:
+            return torch.empty(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
 
 
 class NetworkRebuildError(StylelensError):
@@ -131,7 +141,8 @@ def rebuild(record: PersistentRecord, what: str) -> torch.nn.Module:
     args = _plain(tuple(record.state.get('_init_args') or ()))
     kwargs = init_kwargs(record)
     try:
-        module = BUILDABLE[record.class_name](*args, **kwargs)
+        with _SkipRandomInit():
+            module = BUILDABLE[record.class_name](*args, **kwargs)
     except (TypeError, ValueError) as exc:
         raise NetworkRebuildError(f'{what}: cannot build {record.class_name} from the recorded init kwargs '
                                   f'({exc})') from None

@@ -17,10 +17,15 @@ from typing import Any, Iterator
 
 import torch
 
-from .ops import (ACTIVATIONS, bias_act, conv2d_resample, downsample2d, modulated_conv2d, normalize_2nd_moment,
-                  setup_filter, upsample2d)
+from .ops import (ACTIVATIONS, bias_act, conv2d_resample, demodulation_coefficients, downsample2d, modulated_conv2d,
+                  normalize_2nd_moment, scale_shift_lrelu, setup_filter, upsample2d)
 
 DEFAULT_FILTER = (1, 3, 3, 1)
+
+
+def activation_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last on CPU, where oneDNN's convolutions (and the 2x upsampling especially) run much faster on it."""
+    return torch.channels_last if x.device.type == 'cpu' else torch.contiguous_format
 
 
 def records_init(cls: type) -> type:
@@ -203,12 +208,23 @@ class SynthesisLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', gain: float = 1,
                 fused_modconv: bool | None = None) -> torch.Tensor:
-        """`fused_modconv` is accepted for call compatibility; the shared-weight path is always used."""
+        """Modulate, convolve with the shared weight, demodulate, add noise and bias, activate, clamp.
+
+        `fused_modconv` is accepted for call compatibility; the shared-weight path is always used.
+        """
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight, styles, noise=self.noise(x.shape[0], noise_mode, x.device), up=self.up,
-                             padding=self.padding, resample_filter=self.resample_filter, flip_weight=(self.up == 1))
+        noise = self.noise(x.shape[0], noise_mode, x.device)
+        y = conv2d_resample(x * styles.to(x.dtype).reshape(x.shape[0], -1, 1, 1), self.weight.to(x.dtype),
+                            f=self.resample_filter, up=self.up, padding=self.padding, flip_weight=(self.up == 1))
+        dcoefs = demodulation_coefficients(self.weight.to(styles.dtype), styles)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        if self.activation == 'lrelu':
+            shift = self.bias.reshape(1, -1, 1, 1) + (noise if noise is not None else 0)
+            return scale_shift_lrelu(y, dcoefs, shift, self.act_gain * gain, clamp)
+        y = y * dcoefs.to(y.dtype).reshape(y.shape[0], -1, 1, 1)
+        if noise is not None:
+            y = y + noise.to(y.dtype)
+        return bias_act(y, self.bias.to(y.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, out_channels={self.out_channels}, w_dim={self.w_dim}, '
@@ -292,6 +308,8 @@ class SynthesisBlock(torch.nn.Module):
         w_iter: Iterator[torch.Tensor] = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        x = x.contiguous(memory_format=activation_format(x))
+        if self.in_channels == 0:
             x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
         elif self.architecture == 'resnet':
             y = self.skip(x, gain=math.sqrt(0.5))

@@ -229,6 +229,21 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x
 
 
+def scale_shift_lrelu(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, gain: float,
+                      clamp: float | None) -> torch.Tensor:
+    """clamp(lrelu(y * scale + shift) * gain) in three passes over `y`: one fused multiply-add, then in-place ops.
+
+    `scale` is per sample and channel [N, C]; `shift` broadcasts to `y` (bias plus noise). Because the leaky ReLU
+    is positively homogeneous, the gain (> 0) is folded into `scale` and `shift` first.
+    """
+    shift = (shift * gain).to(y.dtype)
+    if shift.dim() == 4 and shift.shape[-1] > 1 and y.is_contiguous(memory_format=torch.channels_last):
+        shift = shift.contiguous(memory_format=torch.channels_last)
+    y = torch.addcmul(shift, y, (scale * gain).to(y.dtype).reshape(y.shape[0], -1, 1, 1))
+    y = F.leaky_relu_(y, 0.2)
+    return y.clamp_(-clamp, clamp) if clamp is not None and clamp >= 0 else y
+
+
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Scale each vector to unit root-mean-square along `dim`."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
