@@ -47,6 +47,8 @@ OFFICIAL_GENERATE_SECONDS = 4.8  # `generate.py --seeds 0-7`, whole process, med
 OFFICIAL_SECONDS_PER_IMAGE_BATCH1 = 0.31  # the same run, per image at batch 1
 OFFICIAL_SOURCE = ('NVIDIA stylegan2-ada-pytorch generate.py --seeds 0-7 on this CPU, paper256-scale random-init G, '
                    'force_fp32, whole process, median of 5 (shared/oracle/README.md, "the speed anchor")')
+OFFICIAL_MIX_SECONDS = 7.0  # `style_mixing.py --rows 0,1,2 --cols 3,4,5 --styles 0-6`, whole process, median of 4
+MIX_ROWS, MIX_COLS, MIX_STYLES = '0,1,2', '3,4,5', '0-6'
 
 # --- The benchmark network: the official `paper256` configuration of train.py ---------------------------------------
 NETWORK_SEED = 256
@@ -428,9 +430,37 @@ def worker_probes(args: argparse.Namespace) -> dict[str, Any]:
     return bench_probes.run(Path(args.out), quick=args.quick)
 
 
+def worker_mix_loop(args: argparse.Namespace) -> dict[str, Any]:
+    """The one-cell-at-a-time approach with our networks: map the sources, then synthesize each source and each
+    cell in its own batch-1 forward pass, writing each PNG (timed as a whole process by the caller)."""
+    import numpy as np
+    import torch
+
+    from stylelens import load_generator
+    from stylelens.latents import parse_int_list, seeds_to_z
+    from stylelens.outputs import save_png, to_uint8
+
+    G = load_generator(args.network)
+    rows, cols = parse_int_list(MIX_ROWS), parse_int_list(MIX_COLS)
+    styles = parse_int_list(MIX_STYLES, what='styles')
+    seeds = list(dict.fromkeys(rows + cols))
+    with torch.no_grad():
+        ws = dict(zip(seeds, G.mapping(torch.from_numpy(seeds_to_z(seeds, G.z_dim)), None)))
+        jobs = {f'{s}-{s}': ws[s] for s in seeds}
+        for row in rows:
+            for col in cols:
+                w = ws[row].clone()
+                w[styles] = ws[col][styles]
+                jobs[f'{row}-{col}'] = w
+        with tempfile.TemporaryDirectory(prefix='stylelens-mixloop-') as tmp:
+            for name, w in jobs.items():
+                save_png(to_uint8(G.synthesis(w[None], noise_mode='const'))[0], Path(tmp) / f'{name}.png')
+    return dict(images=len(jobs), checksum=float(np.float64(len(jobs))))
+
+
 WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     'build': worker_build, 'synthesis': worker_synthesis, 'stages': worker_stages, 'modconv': worker_modconv,
-    'probes': worker_probes,
+    'probes': worker_probes, 'mix_loop': worker_mix_loop,
 }
 
 
@@ -505,6 +535,30 @@ def bench_generate(network: Path, settings: Settings, device: str, warmup: bool)
             log(f'whole process, {precision} batch {batch}: median {runs.median:.2f} s '
                 f'({", ".join(f"{s:.2f}" for s in runs.seconds)}'
                 f'{f"; {len(runs.dropped_seconds)} disturbed runs repeated" if runs.dropped_seconds else ""})')
+    return results
+
+
+def bench_mix(network: Path, settings: Settings, device: str) -> dict[str, Any]:
+    """Whole-process `stylelens mix` for a 3x3 grid (fp32 and bf16, batch 8) against the one-cell-at-a-time loop
+    (`worker_mix_loop`) in the same run, and against the official style_mixing.py anchor."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix='stylelens-bench-mix-') as tmp:
+        counter = iter(range(10 ** 9))
+
+        def mix(precision: str) -> list[str]:
+            return [sys.executable, '-m', 'stylelens', 'mix', '--network', str(network), '--rows', MIX_ROWS,
+                    '--cols', MIX_COLS, '--styles', MIX_STYLES, '--device', device, '--precision', precision,
+                    '--batch', '8', '--outdir', str(Path(tmp) / f'mix{next(counter)}')]
+
+        loop = [sys.executable, '-m', 'stylelens.bench', '--worker', 'mix_loop', '--network', str(network)]
+        for name, cmd in (('loop_fp32', loop), ('mix_fp32', mix('fp32')), ('mix_bf16', mix('bf16'))):
+            runs = repeat(lambda: run_command(cmd), settings.process_runs, settings.retry_disturbed,
+                          own_cpu=children_cpu_seconds)
+            results[name] = runs_dict(runs)
+            log(f'mix 3x3, {name}: median {runs.median:.2f} s')
+    for name in ('mix_fp32', 'mix_bf16'):
+        results[name]['speedup_vs_loop'] = results['loop_fp32']['median_seconds'] / results[name]['median_seconds']
+        results[name]['speedup_vs_official'] = OFFICIAL_MIX_SECONDS / results[name]['median_seconds']
     return results
 
 
@@ -654,6 +708,23 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f'{fmt(ours_cl["median_seconds"] * 1e3, 1)}{mark(ours_cl)} | '
                      f'{fmt(grouped["median_seconds"] * 1e3, 1)}{mark(grouped)} | '
                      f'{fmt(grouped["median_seconds"] / best)}× | {r["max_abs_diff"]:.1e} |')
+    mix = results['mix']
+    lines += [
+        '',
+        f'**Style mixing**: whole-process `stylelens mix --rows {MIX_ROWS} --cols {MIX_COLS} --styles {MIX_STYLES}` '
+        f'(6 sources + 9 cells, batch 8) against a one-cell-at-a-time loop with the same networks (each source and '
+        f'cell its own batch-1 forward, as style_mixing.py does), median of {s["process_runs"]}. Official '
+        f'style_mixing.py: {OFFICIAL_MIX_SECONDS} s on the same CPU.',
+        '',
+        '| run | median (s) | vs one-at-a-time loop | vs official |',
+        '|---|---:|---:|---:|',
+        f'| one-cell-at-a-time loop, fp32 | {fmt(mix["loop_fp32"]["median_seconds"])}{mark(mix["loop_fp32"])} | 1.00× '
+        f'| {fmt(OFFICIAL_MIX_SECONDS / mix["loop_fp32"]["median_seconds"])}× faster |',
+    ]
+    for name, label in (('mix_fp32', '`stylelens mix`, fp32'), ('mix_bf16', '`stylelens mix --precision bf16`')):
+        r = mix[name]
+        lines.append(f'| {label} | {fmt(r["median_seconds"])}{mark(r)} | {fmt(r["speedup_vs_loop"])}× faster | '
+                     f'{fmt(r["speedup_vs_official"])}× faster |')
     if results.get('probes'):
         lines += ['', '**Probes** (`stylelens.bench_probes`):', '', results['probes']['markdown']]
     return '\n'.join(lines) + '\n'
@@ -671,6 +742,8 @@ def run_benchmark(out_dir: Path, settings: Settings, mode: str, device: str) -> 
         f'{machine["stylelens_path"]}')
     network, network_info, just_built = ensure_network(out_dir)
     generate = bench_generate(network, settings, device, warmup=settings.warmup_process or just_built)
+    log('style mixing: stylelens mix vs one cell at a time')
+    mix = bench_mix(network, settings, device)
     synthesis = []
     for precision, batch in CONFIGS:
         r = run_worker('synthesis', network, precision=precision, batch=batch, runs=settings.synthesis_runs,
@@ -696,7 +769,7 @@ def run_benchmark(out_dir: Path, settings: Settings, mode: str, device: str) -> 
         network=dict(file=str(network), **network_info),
         official=dict(generate_seconds=OFFICIAL_GENERATE_SECONDS,
                       seconds_per_image_batch1=OFFICIAL_SECONDS_PER_IMAGE_BATCH1, source=OFFICIAL_SOURCE),
-        generate=generate, synthesis=synthesis, load_seconds=median([r['load_seconds'] for r in synthesis]),
+        generate=generate, mix=mix, synthesis=synthesis, load_seconds=median([r['load_seconds'] for r in synthesis]),
         imports=imports, stages=stages, modconv=modconv, probes=probes,
         load_average_end=[round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None,
         bench_seconds=time.perf_counter() - started,

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from stylelens.errors import StylelensError
-from stylelens.generation import synthesize
+from stylelens.devices import precision_context
 from stylelens.outputs import to_uint8
 
 # Preset block groups by the network's output resolution: (coarse, middle, fine) as block resolutions.
@@ -135,6 +135,51 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
+def shared_prefix(G: torch.nn.Module, donated: Sequence[int]) -> tuple[str, int]:
+    """Which source a mixed latent shares its leading blocks' features with ('col' or 'row'), and how many.
+
+    A block's features depend only on the ws its convolutions own, so while every owned index comes from the
+    donor (or none does), the mixed latent's feature maps equal the donor's (or the base's) exactly.
+    """
+    owned = list(block_owned(G).values())
+    donated = set(donated)
+
+    def leading(test) -> int:
+        count = 0
+        for indices in owned[:-1]:
+            if not test(set(indices)):
+                break
+            count += 1
+        return count
+
+    from_col, from_row = leading(lambda idx: idx <= donated), leading(lambda idx: not idx & donated)
+    return ('col', from_col) if from_col >= from_row else ('row', from_row)
+
+
+def _run_blocks(G: torch.nn.Module, ws: torch.Tensor, *, noise_mode: str, precision: str, start: int = 0,
+                x: torch.Tensor | None = None, img: torch.Tensor | None = None,
+                keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Synthesis from block `start` on (given that block's input x and img); also returns the features of the
+    first `keep` blocks, for latents that share them."""
+    kept = []
+    with torch.no_grad(), precision_context(precision, ws.device):
+        for k, (name, idx) in enumerate(list(G.synthesis.block_ws_ranges().items())[start:], start):
+            x, img = getattr(G.synthesis, name)(x, img, ws.narrow(1, idx.start, len(idx)), noise_mode=noise_mode)
+            if k < keep:
+                kept.append(x)
+    return img.float(), kept
+
+
+def _prefix_image(G: torch.nn.Module, features: list[torch.Tensor], ws: torch.Tensor,
+                  precision: str) -> torch.Tensor | None:
+    """The image path of the first blocks, from their (shared) features and this latent's own toRGB ws."""
+    img = None
+    with torch.no_grad(), precision_context(precision, ws.device):
+        for x, (name, idx) in zip(features, G.synthesis.block_ws_ranges().items()):
+            img = getattr(G.synthesis, name).rgb(x, img, ws.narrow(1, idx.start, len(idx)))
+    return img
+
+
 def render_grids(G: torch.nn.Module, row_ws: torch.Tensor, col_ws: torch.Tensor,
                  style_sets: Sequence[Sequence[int]], *, row_labels: Sequence[str], col_labels: Sequence[str],
                  noise_mode: str = 'const', batch_size: int = 8, precision: str = 'fp32',
@@ -143,24 +188,40 @@ def render_grids(G: torch.nn.Module, row_ws: torch.Tensor, col_ws: torch.Tensor,
     style_mixing.py defines a cell.
 
     Every distinct source is synthesized once for all grids, every cell once, `batch_size` images per forward
-    pass; a cell whose row and column are the same source is that source's image.
+    pass; a cell whose row and column are the same source is that source's image. A cell starts where its
+    features stop matching a source's (e.g. after the coarse blocks when the column donates them), reusing that
+    source's feature maps: the same arithmetic, less of it.
     """
     sources: dict[str, torch.Tensor] = {}
     for label, ws in list(zip(row_labels, row_ws)) + list(zip(col_labels, col_ws)):
         sources.setdefault(label, ws)
-    jobs: list[tuple[object, torch.Tensor]] = list(sources.items())
-    for k, styles in enumerate(style_sets):
-        for row_label, ws in zip(row_labels, row_ws):
-            for c, col_label in enumerate(col_labels):
-                if row_label != col_label:
-                    jobs.append(((k, row_label, col_label), mix_ws(ws, [Donor(col_label, col_ws[c], list(styles))])))
+    prefixes = [shared_prefix(G, styles) for styles in style_sets]
+    keep = max([n for _, n in prefixes] + [0])
+    features: dict[str, list[torch.Tensor]] = {}
     images: dict[object, torch.Tensor] = {}
-    for batch in _batches(jobs, batch_size):
-        rendered = to_uint8(synthesize(G, torch.stack([w for _, w in batch]), noise_mode=noise_mode,
-                                       precision=precision))
-        images.update((key, torch.from_numpy(img)) for (key, _), img in zip(batch, rendered))
+
+    def store(keys: list, rendered: torch.Tensor) -> None:
+        images.update((key, torch.from_numpy(img)) for key, img in zip(keys, to_uint8(rendered)))
         if progress is not None:
-            progress(len(batch))
+            progress(len(keys))
+
+    for batch in _batches(list(sources.items()), batch_size):
+        img, kept = _run_blocks(G, torch.stack([w for _, w in batch]), noise_mode=noise_mode, precision=precision,
+                                keep=keep)
+        for i, (label, _) in enumerate(batch):
+            features[label] = [x[i:i + 1] for x in kept]
+        store([label for label, _ in batch], img)
+
+    for k, (styles, (side, start)) in enumerate(zip(style_sets, prefixes)):
+        jobs = [((k, r, c), mix_ws(rw, [Donor(c, col_ws[j], list(styles))]), c if side == 'col' else r)
+                for r, rw in zip(row_labels, row_ws) for j, c in enumerate(col_labels) if r != c]
+        for batch in _batches(jobs, batch_size):
+            ws = torch.stack([w for _, w, _ in batch])
+            shared = [torch.cat([features[src][b] for _, _, src in batch]) for b in range(start)]
+            img = _prefix_image(G, shared, ws, precision)
+            rendered, _ = _run_blocks(G, ws, noise_mode=noise_mode, precision=precision, start=start,
+                                      x=shared[-1] if shared else None, img=img)
+            store([key for key, _, _ in batch], rendered)
 
     def cell(k: int, r: str, c: str) -> torch.Tensor:
         return images[r] if r == c else images[(k, r, c)]

@@ -12,7 +12,8 @@ from PIL import Image
 
 import stylelens
 from stylelens.mixing import (Donor, block_owned, block_reads, count_renders, mix_ws, parse_layers, preset_blocks,
-                              render_grids)
+                              render_grids, shared_prefix)
+from stylelens.outputs import to_uint8
 
 
 @pytest.mark.parametrize('arch', ['orig', 'skip', 'resnet'])
@@ -126,3 +127,19 @@ def test_mix_cli_modes_and_errors(tmp_path):
         result = run('mix', *args, '--outdir', 'err', cwd=tmp_path)
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert 'Traceback' not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('arch', ['orig', 'skip', 'resnet'])
+def test_grid_cells_equal_full_synthesis_of_the_mixed_ws(arch):
+    """Cells resume from a source's shared feature maps; they must equal synthesizing the mixed ws from scratch."""
+    G = tiny_networks(g_architecture=arch, img_resolution=32)['G_ema']
+    ws = G.mapping(torch.randn([4, G.z_dim], generator=torch.Generator().manual_seed(2)), None)
+    style_sets = [[0, 1, 2], list(range(5, G.num_ws)), [2, 3]]
+    assert [shared_prefix(G, s) for s in style_sets] == [('col', 2), ('row', 3), ('row', 1)]
+    grids = render_grids(G, ws[:2], ws[2:], style_sets, row_labels=['a', 'b'], col_labels=['c', 'd'], batch_size=3)
+    for grid, styles in zip(grids, style_sets):
+        for r in range(2):
+            for c in range(2):
+                mixed = mix_ws(ws[r], [Donor('col', ws[2 + c], styles)])
+                expected = to_uint8(G.synthesis(mixed[None], noise_mode='const'))[0].astype(int)
+                assert np.abs(grid.cells[r, c].numpy().astype(int) - expected).max() <= 1

@@ -305,26 +305,32 @@ class SynthesisBlock(torch.nn.Module):
                 force_fp32: bool = True, fused_modconv: bool | None = None,
                 update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`ws` holds this block's w vectors [N, num_conv + num_torgb, w_dim]; the last one feeds toRGB."""
+        x = self.features(x, ws, noise_mode)
+        return x, self.rgb(x, img, ws)
+
+    def features(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = 'random') -> torch.Tensor:
+        """The feature path: (const or conv0) -> conv1 (+ resnet skip); reads the first `num_conv` ws."""
         w_iter: Iterator[torch.Tensor] = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         x = x.contiguous(memory_format=activation_format(x))
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
-        elif self.architecture == 'resnet':
+            return self.conv1(x, next(w_iter), noise_mode=noise_mode)
+        if self.architecture == 'resnet':
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode, gain=math.sqrt(0.5))
-            x = y + x
-        else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
-            x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
+            return y + self.conv1(x, next(w_iter), noise_mode=noise_mode, gain=math.sqrt(0.5))
+        x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
+        return self.conv1(x, next(w_iter), noise_mode=noise_mode)
+
+    def rgb(self, x: torch.Tensor, img: torch.Tensor | None, ws: torch.Tensor) -> torch.Tensor | None:
+        """The image path: upsample the incoming image and add this block's toRGB of `x` (reads the last ws)."""
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == 'skip':
-            y = self.torgb(x, next(w_iter)).to(torch.float32)
+            y = self.torgb(x, ws[:, self.num_conv]).to(torch.float32)
             img = img + y if img is not None else y
-        return x, img
+        return img
 
     def extra_repr(self) -> str:
         return f'resolution={self.resolution}, architecture={self.architecture}'
