@@ -131,8 +131,10 @@ class MixGrid:
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    """`items` in the fewest batches of at most `size`, as equal as possible (9 at 8 -> 5 + 4, not 8 + 1)."""
+    count = -(-len(items) // size)
+    for k in range(count):
+        yield items[k * len(items) // count:(k + 1) * len(items) // count]
 
 
 def shared_prefix(G: torch.nn.Module, donated: Sequence[int]) -> tuple[str, int]:
