@@ -206,3 +206,19 @@ def test_summary_ws_indices_match_oracle_block_mapping(oracle_dir, fixture):
         convs = [layer for layer in blocks[name]['layers'] if layer.startswith('conv')]
         assert len(convs) == expected['num_conv'], name
         assert ('torgb' in blocks[name]['layers']) == bool(expected['num_torgb']), name
+
+
+def test_pickles_from_older_pytorch_without_newer_hook_dicts_load(tmp_path):
+    """Module states written by older PyTorch versions lack the newer hook dictionaries; they must still load."""
+    snapshot = tiny_snapshot()
+    expected = {k: v.clone() for k, v in snapshot['G_ema'].state_dict().items()}
+    newer_keys = ('_backward_pre_hooks', '_forward_hooks_with_kwargs', '_forward_hooks_always_called',
+                  '_forward_pre_hooks_with_kwargs', '_state_dict_pre_hooks', '_load_state_dict_post_hooks',
+                  '_is_full_backward_hook', '_non_persistent_buffers_set')
+    for key in ('G', 'D', 'G_ema'):
+        for module in snapshot[key].modules():
+            for name in newer_keys:
+                module.__dict__.pop(name, None)
+    path = tiny_snapshot_path(tmp_path, snapshot=snapshot, protocol=3)
+    G = stylelens.load_generator(path)
+    assert all(torch.equal(G.state_dict()[k], v) for k, v in expected.items())
