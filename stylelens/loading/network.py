@@ -9,7 +9,7 @@ import torch
 from stylelens.errors import StylelensError
 from stylelens.loading.rebuild import rebuild
 from stylelens.loading.registry import ResolvedSource, default_network_name, resolve_source
-from stylelens.loading.safe_pickle import PersistentRecord, load_snapshot, to_plain
+from stylelens.loading.safe_pickle import PersistentRecord, load_snapshot, materialize_tensors, to_plain
 
 NETWORK_KEYS = ('G', 'D', 'G_ema')
 
@@ -22,8 +22,8 @@ def resolve(source: str | os.PathLike | ResolvedSource | None, progress: bool = 
 
 
 def _read_snapshot(resolved: ResolvedSource) -> dict:
-    """The snapshot dict with network records; anything else in the file is refused with one line."""
-    snapshot = load_snapshot(resolved.path)
+    """The snapshot dict with network records, tensors decoded only when used; anything else is refused in one line."""
+    snapshot = load_snapshot(resolved.path, lazy_tensors=True)
     if not isinstance(snapshot, dict) or not any(isinstance(snapshot.get(k), PersistentRecord) for k in NETWORK_KEYS):
         found = ', '.join(map(str, snapshot)) if isinstance(snapshot, dict) else type(snapshot).__name__
         raise StylelensError(f"{resolved.path} is a pickle but not a network snapshot: expected keys G, D, G_ema "
@@ -41,8 +41,8 @@ def load_network(source: str | os.PathLike | ResolvedSource | None = None, *, de
     snapshot = _read_snapshot(resolve(source, progress))
     records = {k: snapshot[k] for k in NETWORK_KEYS if isinstance(snapshot.get(k), PersistentRecord)}
     result: dict[str, Any] = {k: rebuild(rec, k).to(device) for k, rec in records.items()}
-    result['training_set_kwargs'] = to_plain(snapshot.get('training_set_kwargs'))
-    result['augment_pipe'] = snapshot.get('augment_pipe')
+    result['training_set_kwargs'] = to_plain(materialize_tensors(snapshot.get('training_set_kwargs')))
+    result['augment_pipe'] = materialize_tensors(snapshot.get('augment_pipe'))
     return result
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from stylelens.errors import StylelensError
-from stylelens.loading.safe_pickle import PersistentRecord
+from stylelens.loading.safe_pickle import LazyTensor, PersistentRecord
 from stylelens.vendor.stylegan2_ada import networks
 
 BUILDABLE = {'Generator': networks.Generator, 'Discriminator': networks.Discriminator}
@@ -103,8 +103,8 @@ def _walk(record: PersistentRecord, prefix: str = '') -> Iterator[tuple[str, Per
             yield from _walk(child, f'{prefix}.{name}' if prefix else name)
 
 
-def _tensors(record: PersistentRecord) -> dict[str, torch.Tensor]:
-    """All recorded parameters and buffers by dotted name (the keys of the official state_dict)."""
+def _tensors(record: PersistentRecord) -> dict[str, torch.Tensor | LazyTensor]:
+    """All recorded parameters and buffers by dotted name (the keys of the official state_dict), lazy ones undecoded."""
     found = {}
     for prefix, rec in _walk(record):
         for group in ('_parameters', '_buffers'):
@@ -112,6 +112,11 @@ def _tensors(record: PersistentRecord) -> dict[str, torch.Tensor]:
                 if tensor is not None:
                     found[f'{prefix}.{name}' if prefix else name] = tensor
     return found
+
+
+def _decoded(tensor: torch.Tensor | LazyTensor) -> torch.Tensor:
+    """A recorded tensor, decoded now if the snapshot was loaded with lazy tensors."""
+    return tensor.materialize() if isinstance(tensor, LazyTensor) else tensor
 
 
 def _check_structure(module: torch.nn.Module, record: PersistentRecord, what: str) -> None:
@@ -158,5 +163,5 @@ def rebuild(record: PersistentRecord, what: str) -> torch.nn.Module:
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise NetworkRebuildError(f'{what}.{name} has shape {list(tensor.shape)} in the pickle but the network '
                                       f'needs {list(expected[name].shape)}')
-    module.load_state_dict({k: v.detach() for k, v in recorded.items()}, assign=True)
+    module.load_state_dict({k: _decoded(v).detach() for k, v in recorded.items()}, assign=True)
     return module.eval().requires_grad_(False)
