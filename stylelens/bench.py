@@ -256,26 +256,12 @@ def worker_build(args: argparse.Namespace) -> dict[str, Any]:
     """Build the paper256-scale snapshot (G, D, G_ema) from the fixed seed and write it in the official layout."""
     import copy
 
-    import torch
-
+    from stylelens.demo_network import random_networks
     from stylelens.loading.official_writer import dump_snapshot
-    from stylelens.vendor.stylegan2_ada.networks import Discriminator, Generator
 
     start = time.perf_counter()
-    torch.manual_seed(NETWORK_SEED)
-    G = Generator(**G_KWARGS)
-    D = Discriminator(**D_KWARGS)
-    with torch.no_grad():
-        # As in the demo network: some noise, toned-down toRGB, a real w_avg, so images are not flat.
-        for name, param in G.named_parameters():
-            if name.endswith('noise_strength'):
-                param.copy_(0.05 * torch.randn([]).abs())
-            elif name.endswith('torgb.weight'):
-                param.mul_(0.3)
-        G.mapping.w_avg.copy_(G.mapping(torch.randn([1024, G.z_dim]), None)[:, 0].mean(dim=0))
+    G, D = random_networks(G_KWARGS, D_KWARGS, NETWORK_SEED, w_avg_samples=1024)
     G_ema = copy.deepcopy(G)  # a separate copy, as in training snapshots, so the file holds three networks
-    for net in (G, D, G_ema):
-        net.eval().requires_grad_(False)
     snapshot = dict(G=G, D=D, G_ema=G_ema, augment_pipe=None,
                     training_set_kwargs=dict(class_name=None, resolution=256, use_labels=False,
                                              note='stylelens benchmark network: random weights, not trained'))

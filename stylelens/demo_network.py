@@ -20,21 +20,25 @@ D_KWARGS = dict(c_dim=0, img_resolution=64, img_channels=3, channel_base=4096, c
                 epilogue_kwargs=dict(mbstd_group_size=4))
 
 
-def build_demo_snapshot(seed: int = DEMO_SEED) -> dict:
-    """G, D, G_ema (= G) with random weights; noise strengths and w_avg set so noise and truncation do something."""
+def random_networks(G_kwargs: dict, D_kwargs: dict, seed: int, w_avg_samples: int = 4096) -> tuple:
+    """G and D with seeded random weights, tuned so images are not flat: small noise strengths, toned-down toRGB
+    weights, and a real w_avg (the mean of mapped samples) so truncation does something."""
     torch.manual_seed(seed)
-    G = Generator(**G_KWARGS)
-    D = Discriminator(**D_KWARGS)
+    G = Generator(**G_kwargs)
+    D = Discriminator(**D_kwargs)
     with torch.no_grad():
         for name, param in G.named_parameters():
             if name.endswith('noise_strength'):
                 param.copy_(0.05 * torch.randn([]).abs())
             elif name.endswith('torgb.weight'):
                 param.mul_(0.3)
-        z = torch.randn([4096, G.z_dim])
-        G.mapping.w_avg.copy_(G.mapping(z, None)[:, 0].mean(dim=0))
-    G.eval().requires_grad_(False)
-    D.eval().requires_grad_(False)
+        G.mapping.w_avg.copy_(G.mapping(torch.randn([w_avg_samples, G.z_dim]), None)[:, 0].mean(dim=0))
+    return G.eval().requires_grad_(False), D.eval().requires_grad_(False)
+
+
+def build_demo_snapshot(seed: int = DEMO_SEED) -> dict:
+    """G, D, G_ema (= G) with random weights, in the snapshot layout."""
+    G, D = random_networks(G_KWARGS, D_KWARGS, seed)
     return dict(G=G, D=D, G_ema=G, augment_pipe=None,
                 training_set_kwargs=dict(class_name=None, resolution=64, use_labels=False,
                                          note='random weights, not trained'))

@@ -5,8 +5,7 @@ import click
 import numpy as np
 
 from stylelens.cli.loaded import open_network
-from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
-                                   seeds_callback, truncation_options)
+from stylelens.cli.options import network_option, render_options, seeds_callback
 from stylelens.generation import generate_images
 from stylelens.latents import class_to_c, save_ws_file
 from stylelens.outputs import ensure_outdir, save_png, seed_filename, write_manifest
@@ -16,12 +15,7 @@ from stylelens.outputs import ensure_outdir, save_png, seed_filename, write_mani
                                   '--outdir out/generate')
 @network_option
 @click.option('--seeds', required=True, callback=seeds_callback, metavar='LIST', help='Seeds, e.g. 0-7,12.')
-@truncation_options
-@class_option
-@noise_mode_option
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Images per forward pass.')
-@device_option
-@precision_option
+@render_options
 @click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to write seedNNNN.png.')
 @click.option('--save-ws', is_flag=True, help='Also write ws.npz (the ws of every seed, with the seeds).')
 def generate(network: str, seeds: list[int], truncation_psi: float, truncation_cutoff: int | None,

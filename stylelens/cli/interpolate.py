@@ -6,8 +6,7 @@ from pathlib import Path
 import click
 
 from stylelens.cli.loaded import open_network
-from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
-                                   seeds_callback, truncation_options)
+from stylelens.cli.options import network_option, render_options, seeds_callback
 from stylelens.errors import StylelensError
 from stylelens.latents import class_to_c
 from stylelens.outputs import ensure_outdir, write_manifest
@@ -26,12 +25,7 @@ from stylelens.traversal import RenderOptions, check_walk_path, interpolate as w
 @click.option('--frames', type=click.IntRange(min=2), default=60, help='Frames in the whole walk.')
 @click.option('--loop', is_flag=True, help='Return to the first seed (for a seamlessly looping GIF).')
 @click.option('--fps', type=click.FloatRange(min=0, min_open=True), default=30.0, help='Frames per second.')
-@truncation_options
-@class_option
-@noise_mode_option
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Frames per forward pass.')
-@device_option
-@precision_option
+@render_options
 @click.option('--out', required=True, type=click.Path(dir_okay=False),
               help='walk.gif, walk.mp4 (needs imageio-ffmpeg) or strip.png (at most 16 evenly spaced frames).')
 @click.option('--compare', is_flag=True, help='Also write <stem>_z_vs_w.png: the Z and W walks as two rows.')

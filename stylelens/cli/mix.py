@@ -7,8 +7,7 @@ import click
 import torch
 
 from stylelens.cli.loaded import LoadedNetwork, open_network
-from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
-                                   truncation_options)
+from stylelens.cli.options import network_option, render_options
 from stylelens.errors import StylelensError
 from stylelens.generation import synthesize
 from stylelens.mixing import (Donor, MixGrid, block_owned, count_renders, grid_image, mix_ws, parse_layers,
@@ -130,12 +129,7 @@ def _mix_donors(loaded: LoadedNetwork, out: Path, base: str, donor_specs: tuple[
 @click.option('--base', default=None, metavar='SOURCE', help='Donor mode: the latent the donors mix into.')
 @click.option('--source', 'donor_specs', multiple=True, metavar='LAYERS=SOURCE',
               help='Donor mode: layers and their source, e.g. b4,b8=seed:12 or b128-b1024=w:proj.npz.')
-@truncation_options
-@class_option
-@noise_mode_option
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Images per forward pass.')
-@device_option
-@precision_option
+@render_options
 @click.option('--outdir', type=click.Path(file_okay=False), default=None, help='Where to write the grid (required).')
 @click.option('--labels', is_flag=True, help='Also write grid_labeled.png with seed and block captions.')
 @click.option('--show-map', is_flag=True, help='Print which ws indices every block owns and reads, then exit.')
@@ -187,12 +181,7 @@ def mix(network: str, rows: str | None, cols: str | None, styles: str | None, bl
 @click.option('--cols', required=True, metavar='LIST', help='Column sources (they donate the block set).')
 @click.option('--block-sets', required=True, metavar='SETS',
               help='Semicolon-separated layer specs, one grid each, e.g. "b4;b8;b4,b8;b128-b1024;fine".')
-@truncation_options
-@class_option
-@noise_mode_option
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Images per forward pass.')
-@device_option
-@precision_option
+@render_options
 @click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to write the study.')
 def mix_study(network: str, rows: str, cols: str, block_sets: str, outdir: str, device: str, batch_size: int,
               **options) -> None:

@@ -50,3 +50,16 @@ def noise_mode_option(f: Callable) -> Callable:
 def class_option(f: Callable) -> Callable:
     return click.option('--class', 'class_idx', default=None, metavar='INDEX|NAME',
                         help='Class for conditional networks (index, or name where the registry knows them).')(f)
+
+
+def render_options(f: Callable) -> Callable:
+    """The options every image-making verb shares: truncation, class, noise, batch size, device, precision."""
+    for option in reversed((truncation_options, class_option, noise_mode_option, batch_option, device_option,
+                            precision_option)):
+        f = option(f)
+    return f
+
+
+def batch_option(f: Callable) -> Callable:
+    return click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8,
+                        help='Images per forward pass.')(f)

@@ -8,8 +8,7 @@ import torch
 
 from stylelens.cli.interpolate import manifest_name
 from stylelens.cli.loaded import open_network
-from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, precision_option,
-                                   truncation_options)
+from stylelens.cli.options import network_option, render_options
 from stylelens.errors import StylelensError
 from stylelens.latents import class_to_c
 from stylelens.mixing import parse_layers
@@ -56,13 +55,8 @@ def layer_indices(G: torch.nn.Module, layers: str | None) -> list[int] | None:
                    '`mix`) or presets (coarse, middle, fine); default: all.')
 @click.option('--pca-samples', type=click.IntRange(min=2), default=10_000,
               help='Mapped samples for the PCA of W and for sigma along the direction (cached per network).')
-@truncation_options
-@class_option
-@noise_mode_option
 @click.option('--fps', type=click.FloatRange(min=0, min_open=True), default=10.0, help='Frames per second (GIF/MP4).')
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, help='Frames per forward pass.')
-@device_option
-@precision_option
+@render_options
 @click.option('--out', required=True, type=click.Path(dir_okay=False),
               help='strip.png (labelled figure), walk.gif or walk.mp4 (needs imageio-ffmpeg).')
 def traverse(network: str, seed: int, direction: str, value_range: tuple[float, float], steps: int,
