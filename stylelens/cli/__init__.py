@@ -21,6 +21,7 @@ COMMANDS = {
     'mix-study': ('stylelens.cli.mix', 'mix_study', 'One mixing grid per block set, stacked with captions.'),
     'interpolate': ('stylelens.cli.interpolate', 'interpolate', 'Walk between seeds in Z or W: GIF, MP4 or strip.'),
     'traverse': ('stylelens.cli.traverse', 'traverse', 'Move one seed along a W direction (PCA, random, file).'),
+    'data': ('stylelens.cli.data', 'data', 'Download CIFAR-10, MNIST, Fashion-MNIST; inspect a --data spec.'),
 }
 
 
