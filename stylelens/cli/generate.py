@@ -8,7 +8,7 @@ from stylelens.cli.loaded import open_network
 from stylelens.cli.options import network_option, render_options, seeds_callback
 from stylelens.generation import generate_images
 from stylelens.latents import class_to_c, save_ws_file
-from stylelens.outputs import ensure_outdir, save_png, seed_filename, write_manifest
+from stylelens.outputs import ensure_outdir, save_pngs, seed_filename, write_manifest
 
 
 @click.command('generate', epilog='Example: stylelens generate --network demo --seeds 0-7,12 --trunc 0.7 '
@@ -31,8 +31,7 @@ def generate(network: str, seeds: list[int], truncation_psi: float, truncation_c
     all_ws = []
     with click.progressbar(length=len(seeds), label='generating', file=click.get_text_stream('stderr')) as bar:
         for batch in batches:
-            for seed, image in zip(batch.seeds, batch.images):
-                save_png(image, out / seed_filename(seed))
+            save_pngs({out / seed_filename(seed): image for seed, image in zip(batch.seeds, batch.images)})
             all_ws.append(batch.ws)
             bar.update(len(batch.seeds))
     if save_ws:

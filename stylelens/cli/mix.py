@@ -12,7 +12,7 @@ from stylelens.errors import StylelensError
 from stylelens.generation import synthesize
 from stylelens.mixing import (Donor, MixGrid, block_owned, count_renders, grid_image, mix_ws, parse_layers,
                               render_grids)
-from stylelens.outputs import ensure_outdir, save_png, to_uint8, write_manifest
+from stylelens.outputs import ensure_outdir, save_png, save_pngs, to_uint8, write_manifest
 from stylelens.sources import Source, resolve_sources
 
 MIX_EPILOG = """\b
@@ -54,8 +54,7 @@ def _write_grid_files(out: Path, grid: MixGrid) -> list[str]:
     for r, row in enumerate(grid.row_labels):
         for c, col in enumerate(grid.col_labels):
             files[f'{row}-{col}.png'] = grid.cells[r, c]
-    for name, image in files.items():
-        save_png(image.numpy(), out / name)
+    save_pngs({out / name: image.numpy() for name, image in files.items()})
     return list(files)
 
 
