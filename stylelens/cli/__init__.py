@@ -22,6 +22,7 @@ COMMANDS = {
     'interpolate': ('stylelens.cli.interpolate', 'interpolate', 'Walk between seeds in Z or W: GIF, MP4 or strip.'),
     'traverse': ('stylelens.cli.traverse', 'traverse', 'Move one seed along a W direction (PCA, random, file).'),
     'data': ('stylelens.cli.data', 'data', 'Download CIFAR-10, MNIST, Fashion-MNIST; inspect a --data spec.'),
+    'train': ('stylelens.cli.train', 'train', 'Train a GAN from scratch: samples, CSV logs, plots, checkpoints.'),
 }
 
 

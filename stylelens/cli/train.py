@@ -1,0 +1,68 @@
+"""``stylelens train``: train a from-scratch GAN (DCGAN, mapping-DCGAN, WGAN-GP, ACGAN, cGAN) on a ``--data`` spec."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stylelens.devices import DEVICE_CHOICES
+from stylelens.scratch.losses import LOSSES
+from stylelens.scratch.models import D_NORMS, MODELS
+from stylelens.scratch.train import OPTIMIZERS, PRECISIONS, TrainConfig, parse_betas, train as run_training
+
+
+@click.command("train", epilog="""\b
+Example:
+  stylelens train --model dcgan --data cifar10:data/cifar-10-python.tar.gz:dog --epochs 25 --outdir runs/dog
+  stylelens train --model wgan-gp --data cifar10:data/cifar-10-python.tar.gz --n-critic 5 --outdir runs/wgan
+  stylelens train --model dcgan --data cifar10:data/cifar-10-python.tar.gz:dog --epochs 30 --outdir runs/dog --resume
+
+\b
+RUN gets samples/epochNNN.png, samples/final.png, samples/progress.gif, steps.csv, epochs.csv, losses.png,
+accuracy.png, real_vs_generated.png, checkpoints/last.pt and manifest.json. Ctrl-C saves a checkpoint first.""")
+@click.option("--model", required=True, metavar="|".join(MODELS), help="Which GAN to train.")
+@click.option("--data", "data", required=True, metavar="SPEC", help="KIND:PATH[:CLASSES], see `stylelens data --help`.")
+@click.option("--loss", default=None, metavar="|".join(LOSSES), help="Objective.  [default: the model's own]")
+@click.option("--epochs", type=click.IntRange(min=1), default=25, help="Passes over the data.")
+@click.option("--batch", type=click.IntRange(min=1), default=128, help="Images per batch.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Generator learning rate.")
+@click.option("--lr-d", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Discriminator learning rate.  [default: --lr]")
+@click.option("--betas", default="0.5,0.999", help="Adam's beta1,beta2.")
+@click.option("--optimizer", default="adam", metavar="|".join(OPTIMIZERS), help="Optimizer of G and D.")
+@click.option("--lr-schedule", default="none", metavar="none|step:E:G|cosine",
+              help="Per-epoch schedule: constant, times G every E epochs, or cosine to 0.")
+@click.option("--n-critic", type=click.IntRange(min=1), default=None,
+              help="D updates per G update.  [default: 5 for wgan-gp, else 1]")
+@click.option("--gp-weight", type=click.FloatRange(min=0), default=10.0, help="WGAN-GP gradient penalty weight.")
+@click.option("--resolution", type=int, default=32, help="Train at this image size (28, 32, 64, ...).")
+@click.option("--d-norm", default=None, metavar="|".join(D_NORMS),
+              help="D normalization.  [default: batch, layer for wgan-gp]")
+@click.option("--map-depth", type=click.IntRange(min=1), default=4, help="Mapping network layers (mapping-dcgan).")
+@click.option("--g-width", type=click.IntRange(min=1), default=64, help="G base channel count.")
+@click.option("--d-width", type=click.IntRange(min=1), default=64, help="D base channel count.")
+@click.option("--grid", type=click.IntRange(min=1), default=8, help="Sample grids are GRID x GRID images.")
+@click.option("--seed", type=int, default=0, help="Seeds weights, data order, noise and the sample grid.")
+@click.option("--precision", default="auto", metavar="|".join(PRECISIONS),
+              help="auto = bf16 on CPU and bf16-capable CUDA, else fp32.")
+@click.option("--device", default="auto", metavar="|".join(DEVICE_CHOICES), help="auto = cuda, then mps, then cpu.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Cut every epoch to at most N steps (quick trials and tests).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="RUN",
+              help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN from its last checkpoint.")
+def train(model: str, data: str, loss: str | None, epochs: int, batch: int, lr: float, lr_d: float | None,
+          betas: str, optimizer: str, lr_schedule: str, n_critic: int | None, gp_weight: float, resolution: int,
+          d_norm: str | None, map_depth: int, g_width: int, d_width: int, grid: int, seed: int, precision: str,
+          device: str, max_steps: int | None, outdir: Path, resume: bool) -> None:
+    """Train a GAN from scratch, with sample grids per epoch, CSV logs, plots and resumable checkpoints."""
+    config = TrainConfig(model=model, data=data, loss=loss, epochs=epochs, batch=batch, lr=lr, lr_d=lr_d,
+                         betas=parse_betas(betas), optimizer=optimizer, lr_schedule=lr_schedule, n_critic=n_critic,
+                         gp_weight=gp_weight, seed=seed, resolution=resolution, d_norm=d_norm, map_depth=map_depth,
+                         g_width=g_width, d_width=d_width, precision=precision, device=device, grid=grid,
+                         max_steps=max_steps)
+    summary = run_training(config, outdir, resume=resume)
+    metrics = summary["final_metrics"]
+    click.echo(f"{summary['steps']} steps on {summary['device']} ({summary['precision']}) in "
+               f"{summary['wall_time_s']:.1f} s; last epoch d={metrics.get('loss_d', float('nan')):.4g} "
+               f"g={metrics.get('loss_g', float('nan')):.4g}; outputs in {outdir}")

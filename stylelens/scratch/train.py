@@ -1,0 +1,632 @@
+"""Training loop for the from-scratch GANs: seeded, resumable, logged to CSV, with sample grids and plots.
+
+A step is `n_critic` discriminator updates (one real batch each) followed by one generator update. Metrics go
+to `steps.csv` every step and `epochs.csv` every epoch; `checkpoints/last.pt` is rewritten after every epoch
+(and on Ctrl-C), holding everything needed to continue bit-for-bit: weights, optimizers, schedulers, RNG state,
+the position in the epoch and the metric history.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import functools
+import io
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from stylelens.devices import pick_device, precision_context
+from stylelens.errors import StylelensError
+from stylelens.outputs import atomic_path, atomic_write_text, ensure_outdir, save_png, to_uint8, write_manifest
+from stylelens.scratch.data import ImageDataset, load_dataset
+from stylelens.scratch.losses import LOSSES, default_loss
+from stylelens.scratch.models import MODELS, build_models
+
+OPTIMIZERS = ('adam', 'rmsprop')
+PRECISIONS = ('auto', 'fp32', 'bf16')
+CONDITIONAL = ('acgan', 'cgan', 'acgan-cifar10-classic')
+CHECKPOINT = Path('checkpoints') / 'last.pt'
+RESUMABLE_CHANGES = ('epochs', 'device')
+_SCHEDULE_EXAMPLE = 'none, cosine or step:EPOCHS:GAMMA (e.g. step:15:0.1)'
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; `None` fields take the model's defaults (see `resolve_config`)."""
+
+    model: str
+    data: str
+    loss: str | None = None
+    epochs: int = 25
+    batch: int = 128
+    lr: float = 2e-4
+    lr_d: float | None = None
+    betas: tuple[float, float] = (0.5, 0.999)
+    optimizer: str = 'adam'
+    lr_schedule: str = 'none'
+    n_critic: int | None = None
+    gp_weight: float = 10.0
+    seed: int = 0
+    resolution: int = 32
+    d_norm: str | None = None
+    map_depth: int = 4
+    g_width: int = 64
+    d_width: int = 64
+    precision: str = 'auto'
+    device: str = 'auto'
+    grid: int = 8
+    max_steps: int | None = None
+
+
+class TrainingInterrupted(StylelensError):
+    """Ctrl-C during training: a resumable checkpoint was saved first."""
+
+
+# ------------------------------------------------------------------------------------------------ options
+
+def parse_betas(text: str) -> tuple[float, float]:
+    """`0.5,0.999` -> (0.5, 0.999): Adam's two coefficients."""
+    try:
+        betas = tuple(float(p) for p in text.split(','))
+    except ValueError:
+        betas = ()
+    return check_betas(betas, text)
+
+
+def check_betas(betas: tuple[float, ...], text: str | None = None) -> tuple[float, float]:
+    """`betas` if they are two numbers in [0, 1), else a one-line error quoting what the user typed."""
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        shown = text if text is not None else ','.join(map(str, betas))
+        raise StylelensError(f'bad --betas {shown!r}: give two numbers in [0, 1) separated by a comma, e.g. 0.5,0.999')
+    return betas[0], betas[1]
+
+
+def parse_lr_schedule(text: str) -> tuple[str, int, float]:
+    """`none` / `cosine` / `step:E:G` -> (kind, step epochs, gamma); anything else is a one-line error."""
+    if text in ('none', 'cosine'):
+        return text, 0, 1.0
+    parts = text.split(':')
+    try:
+        kind, epochs, gamma = parts[0], int(parts[1]), float(parts[2])
+    except (IndexError, ValueError):
+        kind, epochs, gamma = '', 0, 0.0
+    if kind != 'step' or len(parts) != 3 or epochs < 1 or not 0 < gamma <= 1:
+        raise StylelensError(f'bad --lr-schedule {text!r}: use {_SCHEDULE_EXAMPLE}')
+    return kind, epochs, gamma
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    """One-line error unless `value` is one of `choices`."""
+    if value not in choices:
+        raise StylelensError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_positive(config: TrainConfig) -> None:
+    """Counts and rates must be positive."""
+    for name in ('epochs', 'batch', 'lr', 'lr_d', 'n_critic', 'g_width', 'd_width', 'grid', 'max_steps'):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise StylelensError(f'--{name.replace("_", "-")} must be positive (got {value})')
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """A checked copy with the defaults filled in: the model's loss, n_critic 5 for WGAN-GP (else 1), lr_d = lr."""
+    _check_choice(config.model, MODELS, 'model')
+    loss = config.loss or default_loss(config.model)
+    _check_choice(loss, tuple(LOSSES), 'loss')
+    _check_choice(config.optimizer, OPTIMIZERS, 'optimizer')
+    _check_choice(config.precision, PRECISIONS, 'precision')
+    parse_lr_schedule(config.lr_schedule)
+    resolved = dataclasses.replace(config, loss=loss, betas=check_betas(tuple(config.betas)),
+                                   n_critic=config.n_critic or (5 if loss == 'wgan-gp' else 1),
+                                   lr_d=config.lr_d or config.lr)
+    _check_positive(resolved)
+    return resolved
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 on CPU, and on CUDA where bf16 is supported; fp32 elsewhere."""
+    if precision != 'auto':
+        return precision
+    if device.type == 'cpu' or (device.type == 'cuda' and torch.cuda.is_bf16_supported()):
+        return 'bf16'
+    return 'fp32'
+
+
+def _load_data(config: TrainConfig) -> ImageDataset:
+    """The training images at the configured resolution, refusing too few images or unlabeled conditional data."""
+    channels = 3 if config.model == 'acgan-cifar10-classic' else None
+    dataset = load_dataset(config.data, 'train', config.resolution, channels)
+    if len(dataset) < config.batch * config.n_critic:
+        raise StylelensError(f'{config.data} has {len(dataset)} images, fewer than one step needs '
+                             f'(--batch {config.batch} x --n-critic {config.n_critic})')
+    if config.model in CONDITIONAL and not dataset.num_classes:
+        raise StylelensError(f'model {config.model} is conditional: --data must have labels (not folder:)')
+    return dataset
+
+
+def _build(config: TrainConfig, dataset: ImageDataset, device: torch.device,
+           channels_last: bool) -> tuple[nn.Module, nn.Module]:
+    """G and D for the dataset's shape, seeded, on `device` in fp32 (the master weights)."""
+    torch.manual_seed(config.seed)
+    G, D = build_models(config.model, resolution=dataset.resolution, channels=dataset.channels,
+                        num_classes=dataset.num_classes, g_channels=config.g_width, d_channels=config.d_width,
+                        d_norm=config.d_norm, map_depth=config.map_depth)
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    return G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
+
+
+def _optimizer(config: TrainConfig, params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam with the configured betas, or RMSprop."""
+    if config.optimizer == 'adam':
+        return torch.optim.Adam(params, lr=lr, betas=config.betas)
+    return torch.optim.RMSprop(params, lr=lr)
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch learning-rate schedule: constant, step decay or cosine annealing to 0 over the run."""
+    kind, step_epochs, gamma = parse_lr_schedule(config.lr_schedule)
+    if kind == 'step':
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_epochs, gamma)
+    if kind == 'cosine':
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int, conditional: bool) -> torch.Tensor | None:
+    """One-hot labels as float32 for conditional models, None for the others."""
+    return nn.functional.one_hot(labels, num_classes).float() if conditional else None
+
+
+def epoch_loader(dataset: TensorDataset, config: TrainConfig, epoch: int) -> DataLoader:
+    """The shuffled batches of `epoch` (1-based): its order depends only on the seed and the epoch, so a resumed
+    run sees the same batches."""
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=config.batch, shuffle=True, drop_last=True, generator=generator)
+
+
+# ------------------------------------------------------------------------------------------------ state
+
+@dataclass
+class Run:
+    """Everything a training run holds between steps (the part of it that a checkpoint saves and restores)."""
+
+    config: TrainConfig
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: Any
+    sched_d: Any
+    epoch: int = 1
+    step_in_epoch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint dict: weights, optimizer and scheduler states, RNG states, position, history, config."""
+        rng = dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+        modules = ('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d')
+        return dict(**{name: getattr(self, name).state_dict() for name in modules}, rng=rng, epoch=self.epoch,
+                    step_in_epoch=self.step_in_epoch, step=self.step, history=self.history,
+                    config=dataclasses.asdict(self.config))
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore what `state()` saved."""
+        for name in ('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d'):
+            getattr(self, name).load_state_dict(state[name])
+        torch.set_rng_state(state['rng']['cpu'])
+        if state['rng']['cuda'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['rng']['cuda'])
+        self.epoch, self.step_in_epoch, self.step = state['epoch'], state['step_in_epoch'], state['step']
+        self.history = state['history']
+
+
+def save_checkpoint(run: Run, outdir: Path) -> Path:
+    """Write `checkpoints/last.pt` atomically, so a crash never leaves a half-written checkpoint."""
+    path = outdir / CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(run.state(), tmp)
+    return path
+
+
+def load_checkpoint(outdir: Path) -> dict[str, Any]:
+    """Read `checkpoints/last.pt` of the run folder the user named; full unpickling is acceptable only because
+    this file is one that `train` itself wrote there."""
+    path = outdir / CHECKPOINT
+    if not path.is_file():
+        raise StylelensError(f'--resume: no checkpoint at {path} (start without --resume)')
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def _check_resume(config: TrainConfig, saved: dict[str, Any]) -> None:
+    """Refuse to resume with options other than those the run was started with (only epochs and device may
+    change)."""
+    current = dataclasses.asdict(config)
+    changed = [f'{k} ({saved[k]!r} -> {current[k]!r})' for k in current
+               if k not in RESUMABLE_CHANGES and _jsonish(saved.get(k)) != _jsonish(current[k])]
+    if changed:
+        raise StylelensError(f"--resume with different options: {', '.join(changed)}; pass the run's options "
+                             f'or a new --outdir')
+
+
+def _jsonish(value: Any) -> Any:
+    """Tuples as lists, so options compare equal however they were stored."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+@dataclass
+class Step:
+    """What one training step needs besides the batches: the run, the loss, precision and label plumbing."""
+
+    run: Run
+    d_term: Callable[..., dict[str, torch.Tensor]]
+    g_term: Callable[..., dict[str, torch.Tensor]]
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    critic_autocast: Callable[[], contextlib.AbstractContextManager]
+    num_classes: int
+    conditional: bool
+    device: torch.device
+    memory_format: torch.memory_format
+
+    def noise(self, n: int) -> torch.Tensor:
+        """Fresh latents from the global (seeded, checkpointed) RNG."""
+        return torch.randn([n, self.run.G.z_dim], device=self.device)
+
+    def d_update(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One discriminator update on a real batch against fakes made with the same labels."""
+        run = self.run
+        real = real.to(self.device, memory_format=self.memory_format)
+        c = _one_hot(labels.to(self.device), self.num_classes, self.conditional)
+        with torch.no_grad(), self.autocast():
+            fake = run.G(self.noise(len(real)), c)
+        with self.critic_autocast():
+            terms = self.d_term(run.D, real, fake.float(), c)
+        run.opt_d.zero_grad(set_to_none=True)
+        terms['loss_d'].backward()
+        run.opt_d.step()
+        return {('aux_d' if k == 'aux' else k): float(v.detach()) for k, v in terms.items()}
+
+    def g_update(self, labels: torch.Tensor) -> dict[str, float]:
+        """One generator update (mapping generators also move their w average), with D frozen."""
+        run = self.run
+        c = _one_hot(labels.to(self.device), self.num_classes, self.conditional)
+        kwargs = dict(update_emas=True) if hasattr(run.G, 'mapping') else {}
+        run.D.requires_grad_(False)
+        with self.autocast():
+            terms = self.g_term(run.D, run.G(self.noise(len(labels)), c, **kwargs), c)
+        run.opt_g.zero_grad(set_to_none=True)
+        terms['loss_g'].backward()
+        run.opt_g.step()
+        run.D.requires_grad_(True)
+        return {('aux_g' if k == 'aux' else k): float(v.detach()) for k, v in terms.items()}
+
+    def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """n_critic D updates (one per batch, metrics averaged) then one G update; returns the step's metrics."""
+        d_metrics = [self.d_update(real, labels) for real, labels in batches]
+        metrics = {k: float(np.mean([m[k] for m in d_metrics])) for k in d_metrics[0]}
+        metrics.update(self.g_update(batches[-1][1]))
+        return metrics
+
+
+def make_step(run: Run, num_classes: int, device: torch.device, precision: str) -> Step:
+    """The step function for this run; the WGAN-GP critic term runs outside autocast so its gradient penalty
+    (a second-order gradient) stays in fp32."""
+    config = run.config
+    loss = LOSSES[config.loss]
+    d_term = functools.partial(loss.d, gp_weight=config.gp_weight) if config.loss == 'wgan-gp' else loss.d
+    autocast = functools.partial(precision_context, precision, device)
+    critic_autocast = contextlib.nullcontext if config.loss == 'wgan-gp' else autocast
+    memory_format = torch.channels_last if precision == 'bf16' else torch.contiguous_format
+    return Step(run, d_term, loss.g, autocast, critic_autocast, num_classes, config.model in CONDITIONAL, device,
+                memory_format)
+
+
+# ------------------------------------------------------------------------------------------------ samples
+
+def fixed_inputs(G: nn.Module, config: TrainConfig, num_classes: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The grid's latents (seeded independently of training) and, for conditional models, classes 0..K-1
+    cycling."""
+    count = config.grid ** 2
+    z = torch.randn([count, G.z_dim], generator=torch.Generator().manual_seed(config.seed)).to(device)
+    labels = torch.arange(count) % max(num_classes, 1)
+    return z, _one_hot(labels.to(device), num_classes, config.model in CONDITIONAL)
+
+
+def tile(images: np.ndarray, cols: int) -> np.ndarray:
+    """Tile uint8 NHWC images into one HWC image, `cols` per row."""
+    n, h, w, c = images.shape
+    rows = math.ceil(n / cols)
+    padded = np.concatenate([images, np.zeros((rows * cols - n, h, w, c), np.uint8)])
+    return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+@torch.no_grad()
+def sample_grid(G: nn.Module, z: torch.Tensor, c: torch.Tensor | None, cols: int) -> np.ndarray:
+    """G's images for the fixed inputs as one uint8 grid, in eval mode and without touching the training RNG."""
+    was_training = G.training
+    G.eval()
+    with torch.random.fork_rng(devices=[z.device] if z.device.type == 'cuda' else []):
+        torch.manual_seed(0)
+        images = G(z, c)
+    G.train(was_training)
+    return tile(to_uint8(images), cols)
+
+
+def write_gif(samples: Path) -> Path:
+    """`progress.gif` of the per-epoch grids `epochNNN.png`, in order, half a second each."""
+    import imageio.v3 as iio
+
+    frames = [iio.imread(path) for path in sorted(samples.glob('epoch*.png'))]
+    with atomic_path(samples / 'progress.gif') as tmp:
+        iio.imwrite(tmp, np.stack(frames), extension='.gif', duration=500, loop=0)
+    return samples / 'progress.gif'
+
+
+# ------------------------------------------------------------------------------------------------ logs
+
+def _columns(history: list[dict[str, float]]) -> list[str]:
+    """CSV columns: step and epoch first, then every metric in the order it first appeared."""
+    columns = ['step', 'epoch']
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
+def epoch_means(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The per-step metrics averaged over each epoch (step = the epoch's last step)."""
+    means = []
+    for epoch in sorted({int(row['epoch']) for row in history}):
+        rows = [row for row in history if row['epoch'] == epoch]
+        mean = {k: float(np.mean([r[k] for r in rows if k in r])) for k in _columns(rows)}
+        means.append({**mean, 'step': rows[-1]['step'], 'epoch': epoch})
+    return means
+
+
+def write_csv(rows: list[dict[str, float]], path: Path) -> Path:
+    """Rows as CSV with a header, atomically; integers stay integers."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator='\n')
+    writer.writeheader()
+    writer.writerows({k: (int(v) if k in ('step', 'epoch') else repr(v)) for k, v in row.items()} for row in rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def write_logs(history: list[dict[str, float]], outdir: Path) -> None:
+    """`steps.csv` and `epochs.csv` from the full history (rewritten, so a resumed run never duplicates rows)."""
+    if history:
+        write_csv(history, outdir / 'steps.csv')
+        write_csv(epoch_means(history), outdir / 'epochs.csv')
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on an Agg canvas (matplotlib is imported only here, when the run ends)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure atomically."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return path
+
+
+def curves_figure(history: list[dict[str, float]], keys: dict[str, str], title: str, path: Path) -> Path:
+    """Per-step curves of `keys` (column -> legend label) with their per-epoch means as dots."""
+    fig = _figure(8, 4)
+    ax = fig.add_subplot()
+    means = epoch_means(history)
+    for key, label in keys.items():
+        line, = ax.plot([r['step'] for r in history], [r[key] for r in history], alpha=0.4, label=label)
+        ax.plot([m['step'] for m in means], [m[key] for m in means], 'o-', color=line.get_color(),
+                label=f'{label} (epoch mean)')
+    ax.set(xlabel='step', title=title)
+    ax.legend(fontsize='small')
+    return _save_figure(fig, path)
+
+
+def real_vs_generated_figure(real: np.ndarray, fake: np.ndarray, path: Path) -> Path:
+    """Side by side: a grid of training images and the final generated grid."""
+    fig = _figure(10, 5.3)
+    for idx, (image, title) in enumerate([(real, 'real'), (fake, 'generated')], start=1):
+        ax = fig.add_subplot(1, 2, idx)
+        ax.imshow(image.squeeze(), cmap='gray' if image.shape[2] == 1 else None, interpolation='nearest')
+        ax.set_title(title)
+        ax.axis('off')
+    return _save_figure(fig, path)
+
+
+def write_figures(run: Run, dataset: ImageDataset, fake: np.ndarray, outdir: Path) -> None:
+    """`losses.png`, `accuracy.png` (Wasserstein estimate and GP for WGAN-GP) and `real_vs_generated.png`."""
+    history = run.history
+    curves_figure(history, {'loss_d': 'D loss', 'loss_g': 'G loss'}, 'losses', outdir / 'losses.png')
+    if run.config.loss == 'wgan-gp':
+        keys, title = {'wasserstein': 'Wasserstein estimate', 'gp': 'gradient penalty'}, 'critic'
+    else:
+        keys, title = {'acc_real': 'D accuracy on real', 'acc_fake': 'D accuracy on fake'}, 'D accuracy'
+    curves_figure(history, keys, title, outdir / 'accuracy.png')
+    count = run.config.grid ** 2
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(run.config.seed))[:count]
+    real = tile(to_uint8(dataset.images[pick]), run.config.grid)
+    real_vs_generated_figure(real, fake, outdir / 'real_vs_generated.png')
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+class _InterruptFlag:
+    """Turns the first Ctrl-C into a flag the loop checks between steps (a second one interrupts at once)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator['_InterruptFlag']:
+        """Install the handler for the block where possible (only the main thread may), then restore."""
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _progress(total: int, done: int, enabled: bool) -> Any:
+    """A click progress bar on stderr (or a silent stand-in), already advanced by `done` steps."""
+    stream = click.get_text_stream('stderr') if enabled else io.StringIO()
+    bar = click.progressbar(length=total, label='training', file=stream, show_pos=True)
+    bar.update(done)
+    return bar
+
+
+def _is_terminal() -> bool:
+    """Whether stderr is a terminal: redirected logs get one progress line per epoch instead of one per step."""
+    return click.get_text_stream('stderr').isatty()
+
+
+def _label(run: Run, metrics: dict[str, float]) -> str:
+    """The progress label: epoch and live losses, e.g. `epoch 2/5 d=0.61 g=1.9`."""
+    return f"epoch {run.epoch}/{run.config.epochs} d={metrics['loss_d']:.3g} g={metrics['loss_g']:.3g}"
+
+
+def _steps_per_epoch(config: TrainConfig, num_images: int) -> int:
+    """Full steps an epoch holds (each eats n_critic batches), capped by max_steps."""
+    steps = num_images // config.batch // config.n_critic
+    return min(steps, config.max_steps) if config.max_steps else steps
+
+
+def _run_epoch(run: Run, step: Step, data: TensorDataset, steps: int, bar: Any, stop: _InterruptFlag,
+               live: bool) -> None:
+    """Train the rest of `run.epoch`, from `run.step_in_epoch`; on Ctrl-C return early with the position saved.
+    The bar's label shows the losses of every step when `live`, else of each epoch's last step."""
+    batches = iter(epoch_loader(data, run.config, run.epoch))
+    for _ in range(run.step_in_epoch * run.config.n_critic):
+        next(batches)
+    while run.step_in_epoch < steps and not stop.requested:
+        metrics = step([next(batches) for _ in range(run.config.n_critic)])
+        run.step += 1
+        run.step_in_epoch += 1
+        run.history.append(dict(step=run.step, epoch=run.epoch, **metrics, lr_g=run.sched_g.get_last_lr()[0],
+                                lr_d=run.sched_d.get_last_lr()[0]))
+        if live or run.step_in_epoch == steps:
+            bar.label = _label(run, metrics)
+        bar.update(1)
+
+
+def _finish_epoch(run: Run, outdir: Path, grid: Callable[[], np.ndarray]) -> None:
+    """Step the schedules, write this epoch's grid, logs and checkpoint, and move to the next epoch."""
+    run.sched_g.step()
+    run.sched_d.step()
+    save_png(grid(), outdir / 'samples' / f'epoch{run.epoch:03d}.png')
+    write_logs(run.history, outdir)
+    run.epoch += 1
+    run.step_in_epoch = 0
+    save_checkpoint(run, outdir)
+
+
+def _prepare_outdir(outdir: Path, resume: bool) -> Path:
+    """Create the run folder; starting afresh over an existing run is refused instead of silently overwriting."""
+    outdir = ensure_outdir(outdir)
+    if not resume and (outdir / CHECKPOINT).exists():
+        raise StylelensError(f'{outdir} already holds a training run: pass --resume to continue it or choose '
+                             f'another --outdir')
+    (outdir / 'samples').mkdir(exist_ok=True)
+    return outdir
+
+
+def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module) -> Run:
+    """A run at its first step: optimizers and schedules for G and D."""
+    opt_g = _optimizer(config, G.parameters(), config.lr)
+    opt_d = _optimizer(config, D.parameters(), config.lr_d)
+    return Run(config, G, D, opt_g, opt_d, _scheduler(config, opt_g), _scheduler(config, opt_d))
+
+
+def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train `config.model` on `config.data`, writing samples, logs, plots, checkpoints and a manifest to
+    `outdir`; with `resume`, continue from its last checkpoint. Returns a summary of the run."""
+    start = time.perf_counter()
+    config = resolve_config(config)
+    outdir = _prepare_outdir(Path(outdir), resume)
+    saved = load_checkpoint(outdir) if resume else None
+    if saved is not None:
+        _check_resume(config, saved['config'])
+    device = pick_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    dataset = _load_data(config)
+    G, D = _build(config, dataset, device, precision == 'bf16')
+    run = _new_run(config, G, D)
+    z, c = fixed_inputs(G, config, dataset.num_classes, device)
+    grid = functools.partial(sample_grid, G, z, c, config.grid)
+    if saved is not None:
+        run.load(saved)
+    else:
+        save_png(grid(), outdir / 'samples' / 'epoch000.png')
+    step = make_step(run, dataset.num_classes, device, precision)
+    data = TensorDataset(dataset.images, dataset.labels)
+    steps = _steps_per_epoch(config, len(dataset))
+    with _InterruptFlag().installed() as stop, _progress(steps * config.epochs, run.step, progress) as bar:
+        while run.epoch <= config.epochs:
+            _run_epoch(run, step, data, steps, bar, stop, progress and _is_terminal())
+            if stop.requested:
+                break
+            _finish_epoch(run, outdir, grid)
+    if stop.requested:
+        _interrupted(run, outdir)
+    final = grid()
+    save_png(final, outdir / 'samples' / 'final.png')
+    write_gif(outdir / 'samples')
+    write_logs(run.history, outdir)
+    write_figures(run, dataset, final, outdir)
+    summary = _summary(run, dataset, device, precision, time.perf_counter() - start)
+    write_manifest(outdir, command='train', options=dataclasses.asdict(config), extra=summary)
+    return summary
+
+
+def _interrupted(run: Run, outdir: Path) -> None:
+    """Save a mid-epoch checkpoint and stop with a one-line message saying how to continue."""
+    save_checkpoint(run, outdir)
+    write_logs(run.history, outdir)
+    raise TrainingInterrupted(f'interrupted at step {run.step} (epoch {run.epoch}); checkpoint saved: rerun the '
+                              f'same command with --resume to continue')
+
+
+def _summary(run: Run, dataset: ImageDataset, device: torch.device, precision: str,
+             wall_time: float) -> dict[str, Any]:
+    """What the run did: steps, epochs, data, device, precision, wall time and the last epoch's mean metrics."""
+    means = epoch_means(run.history)
+    return dict(steps=run.step, epochs=run.config.epochs,
+                dataset=dict(spec=dataset.spec, images=len(dataset), resolution=dataset.resolution,
+                             channels=dataset.channels, classes=dataset.num_classes),
+                device=str(device), precision=precision, wall_time_s=round(wall_time, 3),
+                final_metrics=means[-1] if means else {})
