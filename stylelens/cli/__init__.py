@@ -58,7 +58,9 @@ def cli() -> None:
     \b
     Examples:
       stylelens info --network demo
+      stylelens mix --network demo --rows 85,100,75 --cols 55,821 --styles 0-6 --outdir out/mix
       stylelens generate --network demo --seeds 0-7 --outdir out/generate
+      stylelens train --model dcgan --data cifar10:cifar-10-python.tar.gz:dog --epochs 5 --outdir runs/dog
     """
 
 
