@@ -23,6 +23,8 @@ COMMANDS = {
     'traverse': ('stylelens.cli.traverse', 'traverse', 'Move one seed along a W direction (PCA, random, file).'),
     'data': ('stylelens.cli.data', 'data', 'Download CIFAR-10, MNIST, Fashion-MNIST; inspect a --data spec.'),
     'train': ('stylelens.cli.train', 'train', 'Train a GAN from scratch: samples, CSV logs, plots, checkpoints.'),
+    'classifier': ('stylelens.cli.classifier', 'classifier', 'Train a classifier that scores generators by class.'),
+    'modes': ('stylelens.cli.modes', 'modes', 'Class coverage of a generator: histogram, JS/KL, missing modes.'),
 }
 
 
