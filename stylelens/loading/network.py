@@ -1,17 +1,22 @@
-"""The public loaders: `--network` value -> safe unpickling -> our rebuilt modules, as the official loader returns them."""
+"""The public loaders: `--network` value -> safe unpickling -> our rebuilt modules, as the official loader returns them.
+
+A `stylelens train` run (its folder or `generator.pt`) is loaded instead with `torch.load(weights_only=True)`.
+"""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from stylelens.errors import StylelensError
 from stylelens.loading.rebuild import rebuild
-from stylelens.loading.registry import ResolvedSource, default_network_name, resolve_source
+from stylelens.loading.registry import RUN_GENERATOR, ResolvedSource, default_network_name, resolve_source
 from stylelens.loading.safe_pickle import PersistentRecord, load_snapshot, materialize_tensors, to_plain
 
 NETWORK_KEYS = ('G', 'D', 'G_ema')
+_ZIP_MAGIC = b'PK\x03\x04'
 
 
 def resolve(source: str | os.PathLike | ResolvedSource | None, progress: bool = True) -> ResolvedSource:
@@ -19,6 +24,25 @@ def resolve(source: str | os.PathLike | ResolvedSource | None, progress: bool = 
     if isinstance(source, ResolvedSource):
         return source
     return resolve_source(str(source) if source is not None else default_network_name(), progress=progress)
+
+
+def is_run_generator(path: Path) -> bool:
+    """True for a `stylelens train` generator file: named generator.pt, or any torch.save zip (never a snapshot).
+    Unreadable paths are False, so the snapshot loader reports them."""
+    if path.name == RUN_GENERATOR:
+        return True
+    try:
+        with open(path, 'rb') as f:
+            return f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _load_run_generator(resolved: ResolvedSource, device: str | torch.device) -> torch.nn.Module:
+    """G of a `stylelens train` run on `device` (the training module is imported only when needed)."""
+    from stylelens.scratch.train import load_run_generator
+
+    return load_run_generator(resolved.path).to(device)
 
 
 def _read_snapshot(resolved: ResolvedSource) -> dict:
@@ -36,9 +60,14 @@ def load_network(source: str | os.PathLike | ResolvedSource | None = None, *, de
     """Load a snapshot as the official loader does: {'G', 'D', 'G_ema', 'training_set_kwargs', 'augment_pipe'}.
 
     Networks are our vendor modules in eval mode with gradients off; `augment_pipe` is returned as its inert
-    record (never executed), or None.
+    record (never executed), or None. A `stylelens train` run gives its generator as both G and G_ema, and D None
+    (`generator.pt` holds no discriminator).
     """
-    snapshot = _read_snapshot(resolve(source, progress))
+    resolved = resolve(source, progress)
+    if is_run_generator(resolved.path):
+        G = _load_run_generator(resolved, device)
+        return dict(G=G, G_ema=G, D=None, training_set_kwargs=None, augment_pipe=None)
+    snapshot = _read_snapshot(resolved)
     records = {k: snapshot[k] for k in NETWORK_KEYS if isinstance(snapshot.get(k), PersistentRecord)}
     result: dict[str, Any] = {k: rebuild(rec, k).to(device) for k, rec in records.items()}
     result['training_set_kwargs'] = to_plain(materialize_tensors(snapshot.get('training_set_kwargs')))
@@ -48,8 +77,12 @@ def load_network(source: str | os.PathLike | ResolvedSource | None = None, *, de
 
 def load_generator(source: str | os.PathLike | ResolvedSource | None = None, *,
                    device: str | torch.device = 'cpu', progress: bool = True) -> torch.nn.Module:
-    """The `G_ema` generator of a snapshot (or `G` where a file has no G_ema); only that network is rebuilt."""
-    snapshot = _read_snapshot(resolve(source, progress))
+    """The `G_ema` generator of a snapshot (or `G` where a file has no G_ema), or a train run's G; only that
+    network is rebuilt."""
+    resolved = resolve(source, progress)
+    if is_run_generator(resolved.path):
+        return _load_run_generator(resolved, device)
+    snapshot = _read_snapshot(resolved)
     key = 'G_ema' if isinstance(snapshot.get('G_ema'), PersistentRecord) else 'G'
     if not isinstance(snapshot.get(key), PersistentRecord):
         raise StylelensError('this snapshot holds no generator (no G_ema or G)')

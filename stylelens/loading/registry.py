@@ -14,6 +14,8 @@ from stylelens.errors import StylelensError
 from stylelens.loading.download import cache_dir as default_cache_dir
 from stylelens.loading.download import fetch_cached, remembered_sha256, stored_digest
 
+RUN_GENERATOR = "generator.pt"  # what a ``stylelens train`` run folder resolves to
+
 
 @dataclass
 class RegistryEntry:
@@ -110,12 +112,17 @@ def get_entry(name: str) -> RegistryEntry:
 
 
 def resolve_source(source: str, *, cache_dir: Path | str | None = None, progress: bool = True) -> ResolvedSource:
-    """Turn a ``--network`` value into a local file: an existing path as is, an http(s) URL or registry name
-    via the download cache (checksummed), an embedded entry from the package data."""
+    """Turn a ``--network`` value into a local file: an existing path as is (a ``stylelens train`` run folder as
+    its ``generator.pt``), an http(s) URL or registry name via the download cache (checksummed), an embedded entry
+    from the package data."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else None
     path = Path(source).expanduser()
     if path.is_file():
         return ResolvedSource(path=path)
+    if path.is_dir():
+        from stylelens.scratch.train import run_generator_path
+
+        return ResolvedSource(path=run_generator_path(path))
     if re.match(r"https?://", source, re.IGNORECASE):
         entry = next((e for e in _load() if e.url == source), None)
         sha = entry.sha256 if entry else None

@@ -3,7 +3,8 @@
 A step is `n_critic` discriminator updates (one real batch each) followed by one generator update. Metrics go
 to `steps.csv` every step and `epochs.csv` every epoch; `checkpoints/last.pt` is rewritten after every epoch
 (and on Ctrl-C), holding everything needed to continue bit-for-bit: weights, optimizers, schedulers, RNG state,
-the position in the epoch and the metric history.
+the position in the epoch and the metric history. Beside it `generator.pt` holds only G's weights and build options
+as plain data, so `--network RUN` loads it with `torch.load(weights_only=True)` and never unpickles `last.pt`.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import csv
 import dataclasses
 import functools
 import io
+import inspect
 import math
+import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from stylelens.devices import pick_device, precision_context
 from stylelens.errors import StylelensError
+from stylelens.loading.registry import RUN_GENERATOR as GENERATOR
 from stylelens.outputs import atomic_path, atomic_write_text, ensure_outdir, save_png, to_uint8, write_manifest
 from stylelens.scratch.data import ImageDataset, load_dataset
 from stylelens.scratch.losses import LOSSES, default_loss
@@ -37,6 +42,9 @@ OPTIMIZERS = ('adam', 'rmsprop')
 PRECISIONS = ('auto', 'fp32', 'bf16')
 CONDITIONAL = ('acgan', 'cgan', 'acgan-cifar10-classic')
 CHECKPOINT = Path('checkpoints') / 'last.pt'
+GENERATOR_FORMAT = 'stylelens-scratch-generator'
+GENERATOR_VERSION = 1
+NETWORK_CHOICES = 'a snapshot .pkl, an http(s) URL, a registry name, or a `stylelens train` run folder'
 RESUMABLE_CHANGES = ('epochs', 'device')
 _SCHEDULE_EXAMPLE = 'none, cosine or step:EPOCHS:GAMMA (e.g. step:15:0.1)'
 
@@ -158,13 +166,18 @@ def _load_data(config: TrainConfig) -> ImageDataset:
     return dataset
 
 
-def _build(config: TrainConfig, dataset: ImageDataset, device: torch.device,
+def build_kwargs(config: TrainConfig, dataset: ImageDataset) -> dict[str, Any]:
+    """The `build_models` keyword arguments of this run (saved in `generator.pt` to rebuild G)."""
+    return dict(resolution=dataset.resolution, channels=dataset.channels, num_classes=dataset.num_classes,
+                g_channels=config.g_width, d_channels=config.d_width, d_norm=config.d_norm,
+                map_depth=config.map_depth)
+
+
+def _build(config: TrainConfig, kwargs: dict[str, Any], device: torch.device,
            channels_last: bool) -> tuple[nn.Module, nn.Module]:
     """G and D for the dataset's shape, seeded, on `device` in fp32 (the master weights)."""
     torch.manual_seed(config.seed)
-    G, D = build_models(config.model, resolution=dataset.resolution, channels=dataset.channels,
-                        num_classes=dataset.num_classes, g_channels=config.g_width, d_channels=config.d_width,
-                        d_norm=config.d_norm, map_depth=config.map_depth)
+    G, D = build_models(config.model, **kwargs)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     return G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
 
@@ -215,6 +228,7 @@ class Run:
     step_in_epoch: int = 0
     step: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    build_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def state(self) -> dict[str, Any]:
         """The checkpoint dict: weights, optimizer and scheduler states, RNG states, position, history, config."""
@@ -236,12 +250,112 @@ class Run:
 
 
 def save_checkpoint(run: Run, outdir: Path) -> Path:
-    """Write `checkpoints/last.pt` atomically, so a crash never leaves a half-written checkpoint."""
+    """Write `checkpoints/last.pt` and `generator.pt` atomically, so a crash never leaves a half-written file."""
     path = outdir / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(run.state(), tmp)
+    save_generator(run, outdir)
     return path
+
+
+def save_generator(run: Run, outdir: Path) -> Path:
+    """Write `generator.pt`: G's weights (on the CPU) with the model name and build options, as plain data only."""
+    state = {k: v.detach().cpu().contiguous() for k, v in run.G.state_dict().items()}
+    payload = dict(format=GENERATOR_FORMAT, version=GENERATOR_VERSION, model=run.config.model,
+                   build_kwargs=dict(run.build_kwargs), state_dict=state)
+    with atomic_path(outdir / GENERATOR) as tmp:
+        torch.save(payload, tmp)
+    return outdir / GENERATOR
+
+
+def run_generator_path(path: str | os.PathLike) -> Path:
+    """The `generator.pt` of a run folder (or the file itself); a one-line error if there is none."""
+    path = Path(path).expanduser()
+    file = path / GENERATOR if path.is_dir() else path
+    if not file.is_file():
+        raise StylelensError(f'{path} is not a stylelens train run (no {GENERATOR}, written after each epoch): '
+                             f'a --network is {NETWORK_CHOICES}')
+    return file
+
+
+def load_run_generator(path: str | os.PathLike) -> nn.Module:
+    """G of a `stylelens train` run (folder or its `generator.pt`), loaded with `weights_only=True` so the file can
+    hold nothing but tensors and plain data; returned on the CPU in eval mode without gradients."""
+    file = run_generator_path(path)
+    payload = _read_generator(file)
+    G = _rebuild_generator(payload, file)
+    _load_weights(G, payload, file)
+    return G.eval().requires_grad_(False)
+
+
+def _load_weights(G: nn.Module, payload: dict[str, Any], file: Path) -> None:
+    """Put the file's tensors into the meta-device G: same names, shapes and dtypes, and nothing left unset."""
+    expected = {k: v.dtype for k, v in G.state_dict().items()}
+    state = payload['state_dict']
+    wrong = [k for k, v in state.items() if not isinstance(v, torch.Tensor) or v.dtype != expected.get(k, v.dtype)]
+    if wrong:
+        raise StylelensError(f"{file}: entries of the wrong type in state_dict: {', '.join(map(str, wrong[:3]))}")
+    try:
+        G.load_state_dict(state, assign=True)
+    except RuntimeError as error:
+        raise StylelensError(f"{file}: the weights do not fit model {payload['model']!r}: "
+                             f"{_one_line(error)}") from None
+    if any(t.is_meta for t in [*G.parameters(), *G.buffers()]):
+        raise StylelensError(f"{file}: model {payload['model']!r} has tensors that the file does not set")
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line, cut to 300 characters (or its type when it has none)."""
+    return ' '.join(str(error).split())[:300] or type(error).__name__
+
+
+def _refusal(error: BaseException) -> str:
+    """Why torch's weights-only loader refused a file: the first sentence of its reason, without torch's
+    boilerplate (which advises retrying with weights_only=False)."""
+    boilerplate = ('Weights only load failed', 'Check the documentation')
+    paragraphs = [' '.join(p.split()) for p in str(error).split('\n\n')]
+    reasons = [p.removeprefix('WeightsUnpickler error: ') for p in paragraphs if p and not p.startswith(boilerplate)]
+    return reasons[0].split('. ')[0].rstrip('.')[:200] if reasons else type(error).__name__
+
+
+def _read_generator(file: Path) -> dict[str, Any]:
+    """The checked `generator.pt` dict; anything torch's weights-only loader refuses is refused in one line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            payload = torch.load(file, map_location='cpu', weights_only=True)
+    except Exception as error:  # whatever the weights-only unpickler rejects, and why, varies by torch version
+        raise StylelensError(f'{file} is not a loadable stylelens train generator (torch.load with '
+                             f'weights_only=True refused it: {_refusal(error)}); nothing in it was run') from None
+    if not isinstance(payload, dict) or payload.get('format') != GENERATOR_FORMAT:
+        raise StylelensError(f"{file} is a torch file but not a stylelens train generator (format is not "
+                             f"{GENERATOR_FORMAT!r}): a --network is {NETWORK_CHOICES}")
+    if payload.get('version') != GENERATOR_VERSION:
+        raise StylelensError(f"{file}: generator format version {payload.get('version')!r} is not supported "
+                             f"(this stylelens reads version {GENERATOR_VERSION})")
+    if payload.get('model') not in MODELS:
+        raise StylelensError(f"{file}: unknown model {payload.get('model')!r} (known: {', '.join(MODELS)})")
+    if not isinstance(payload.get('state_dict'), dict):
+        raise StylelensError(f'{file}: no state_dict of weights in the generator file')
+    return payload
+
+
+def _rebuild_generator(payload: dict[str, Any], file: Path) -> nn.Module:
+    """G built from the saved model name and options on the meta device: no memory (however big the options claim
+    the model is) and no random numbers are spent on weights that the file replaces."""
+    kwargs = payload.get('build_kwargs')
+    allowed = set(inspect.signature(build_models).parameters) - {'model'}
+    if not isinstance(kwargs, dict) or not set(kwargs) <= allowed:
+        extra = sorted(set(kwargs) - allowed) if isinstance(kwargs, dict) else kwargs
+        raise StylelensError(f'{file}: bad build_kwargs {extra!r} (allowed: {", ".join(sorted(allowed))})')
+    try:
+        with torch.device('meta'):
+            G, _ = build_models(payload['model'], **kwargs)
+    except (TypeError, ValueError) as error:
+        raise StylelensError(f"{file}: cannot rebuild model {payload['model']!r} from its build_kwargs: "
+                             f"{_one_line(error)}") from None
+    return G
 
 
 def load_checkpoint(outdir: Path) -> dict[str, Any]:
@@ -565,11 +679,11 @@ def _prepare_outdir(outdir: Path, resume: bool) -> Path:
     return outdir
 
 
-def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module) -> Run:
-    """A run at its first step: optimizers and schedules for G and D."""
+def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module, kwargs: dict[str, Any]) -> Run:
+    """A run at its first step: optimizers and schedules for G and D, and the options G was built with."""
     opt_g = _optimizer(config, G.parameters(), config.lr)
     opt_d = _optimizer(config, D.parameters(), config.lr_d)
-    return Run(config, G, D, opt_g, opt_d, _scheduler(config, opt_g), _scheduler(config, opt_d))
+    return Run(config, G, D, opt_g, opt_d, _scheduler(config, opt_g), _scheduler(config, opt_d), build_kwargs=kwargs)
 
 
 def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -584,8 +698,9 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
     device = pick_device(config.device)
     precision = resolve_precision(config.precision, device)
     dataset = _load_data(config)
-    G, D = _build(config, dataset, device, precision == 'bf16')
-    run = _new_run(config, G, D)
+    kwargs = build_kwargs(config, dataset)
+    G, D = _build(config, kwargs, device, precision == 'bf16')
+    run = _new_run(config, G, D, kwargs)
     z, c = fixed_inputs(G, config, dataset.num_classes, device)
     grid = functools.partial(sample_grid, G, z, c, config.grid)
     if saved is not None:
