@@ -12,7 +12,8 @@ from stylelens.latents import parse_int_list
 
 def network_option(f: Callable) -> Callable:
     return click.option('--network', 'network', default='demo', metavar='NAME|PATH|URL',
-                        help='Registry name (see `stylelens networks`), pickle path, http(s) URL, or a `stylelens train` run folder.')(f)
+                        help='Registry name (see `stylelens networks`), pickle path, http(s) URL, or a '
+                             '`stylelens train` run folder.')(f)
 
 
 def device_option(f: Callable) -> Callable:
