@@ -31,6 +31,7 @@ from stylelens.errors import StylelensError
 from stylelens.generation import seeds_to_ws, synthesize
 from stylelens.latents import MAX_SEED, class_to_c, seeds_to_z
 from stylelens.outputs import atomic_path, save_npz, save_png, to_uint8
+from stylelens.viz import new_figure, save_figure
 
 SPACES = ('z', 'w')
 WALK_SUFFIXES = ('.gif', '.mp4', '.png')
@@ -475,14 +476,6 @@ def write_walk(frames: np.ndarray, path: str | os.PathLike, fps: float = 30) -> 
     return save_animation(frames, path, fps)
 
 
-def _new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on an Agg canvas, independent of pyplot's global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _show(ax: Any, frame: np.ndarray) -> None:
@@ -495,30 +488,25 @@ def _show(ax: Any, frame: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def _save_figure(fig: Any, path: str | os.PathLike) -> Path:
-    """Write the figure atomically as PNG."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    return Path(path)
 
 
 def labelled_strip_figure(frames: np.ndarray, labels: Sequence[str], title: str, path: str | os.PathLike) -> Path:
     """Frames side by side with a label under each and a title on top."""
-    fig = _new_figure(1.6 * len(frames) + 0.4, 2.5)
+    fig = new_figure(1.6 * len(frames) + 0.4, 2.5)
     axes = fig.subplots(1, len(frames), squeeze=False)[0]
     for ax, frame, label in zip(axes, frames, labels):
         _show(ax, frame)
         ax.set_xlabel(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def comparison_figure(rows: dict[str, np.ndarray], labels: Sequence[str], title: str,
                       path: str | os.PathLike) -> Path:
     """Several walks as labelled rows of frames (same count each), with a label under each column."""
     columns = len(labels)
-    fig = _new_figure(1.4 * columns + 1.0, 1.6 * len(rows) + 0.8)
+    fig = new_figure(1.4 * columns + 1.0, 1.6 * len(rows) + 0.8)
     axes = fig.subplots(len(rows), columns, squeeze=False)
     for row_axes, (name, frames) in zip(axes, rows.items()):
         for ax, frame in zip(row_axes, frames):
@@ -528,7 +516,7 @@ def comparison_figure(rows: dict[str, np.ndarray], labels: Sequence[str], title:
         ax.set_xlabel(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 

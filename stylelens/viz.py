@@ -39,8 +39,8 @@ def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-def _new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on an Agg canvas, independent of pyplot's global state."""
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on an Agg canvas, independent of pyplot's global state (matplotlib loads lazily)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -49,8 +49,10 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike, tight: bool = False) -> Path:
     """Write the figure atomically (the temporary file keeps the suffix, so the format follows `path`)."""
+    if tight:
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=DPI)
     return Path(path)
@@ -126,13 +128,13 @@ def kernel_grid_figure(weight: Any, path: str | os.PathLike, title: str) -> Path
     """Plot a weight tensor beside the histogram of its values: conv [out, in, kh, kw] as an out x in grid of
     kernels (capped, the cap stated in the title), FC [out, in] as a heatmap, 1-D and scalars as bars."""
     values = as_numpy(weight)
-    fig = _new_figure(13, 6.5)
+    fig = new_figure(13, 6.5)
     grid = fig.add_gridspec(1, 2, width_ratios=[2.2, 1])
     main, hist = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
     note = _draw_weights(fig, main, values, _symmetric_limit(values))
     _draw_histogram(hist, values)
     fig.suptitle(f'{title}  {list(values.shape)}\n{note}', fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def strongest_channels(fmap: np.ndarray, top_k: int) -> np.ndarray:
@@ -149,7 +151,7 @@ def feature_grid_figure(fmap: Any, path: str | os.PathLike, title: str, top_k: i
     index = strongest_channels(values, top_k)
     ncols = math.ceil(math.sqrt(len(index)))
     h, w = values.shape[-2:]
-    fig = _new_figure(1.6 * ncols + 1.2, 1.6 * math.ceil(len(index) / ncols) + 0.8)
+    fig = new_figure(1.6 * ncols + 1.2, 1.6 * math.ceil(len(index) / ncols) + 0.8)
     ax = fig.add_axes((0.02, 0.04, 0.84, 0.82))
     limit = _symmetric_limit(values[index])
     shown = ax.imshow(mosaic(values[index], ncols), cmap=DIVERGING, vmin=-limit, vmax=limit,
@@ -162,13 +164,13 @@ def feature_grid_figure(fmap: Any, path: str | os.PathLike, title: str, top_k: i
     ax.set_axis_off()
     fig.colorbar(shown, cax=fig.add_axes((0.88, 0.04, 0.025, 0.82)))
     fig.suptitle(f'{title}\ntop {len(index)} of {values.shape[0]} channels by mean |activation|', fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def overview_figure(rows: Sequence[OverviewColumn], path: str | os.PathLike) -> Path:
     """Every block side by side, labelled with its name: its RGB output at full size on top (nearest-neighbour,
     so the block's own pixels stay visible) and its strongest channel below."""
-    fig = _new_figure(2.2 * len(rows), 5.0)
+    fig = new_figure(2.2 * len(rows), 5.0)
     axes = fig.subplots(2, len(rows), squeeze=False)
     for column, (top, bottom) in zip(rows, axes.T):
         if column.rgb is None:
@@ -187,4 +189,4 @@ def overview_figure(rows: Sequence[OverviewColumn], path: str | os.PathLike) -> 
     axes[0, 0].set_ylabel('RGB output')
     axes[1, 0].set_ylabel('strongest channel')
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

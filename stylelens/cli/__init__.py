@@ -25,6 +25,7 @@ COMMANDS = {
     'train': ('stylelens.cli.train', 'train', 'Train a GAN from scratch: samples, CSV logs, plots, checkpoints.'),
     'classifier': ('stylelens.cli.classifier', 'classifier', 'Train a classifier that scores generators by class.'),
     'modes': ('stylelens.cli.modes', 'modes', 'Class coverage of a generator: histogram, JS/KL, missing modes.'),
+    'sweep': ('stylelens.cli.sweep', 'sweep', 'Train one run per setting (LR, optimizer, depths) and name the best.'),
 }
 
 

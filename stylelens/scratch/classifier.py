@@ -30,6 +30,7 @@ from stylelens.outputs import atomic_path, ensure_outdir, to_uint8, write_manife
 from stylelens.scratch.data import ImageDataset, load_dataset
 from stylelens.scratch.models import DCGANDiscriminator
 from stylelens.scratch.train import resolve_precision
+from stylelens.viz import new_figure, save_figure
 
 ARCHS = ('discriminator', 'small-cnn')
 PRECISIONS = ('auto', 'fp32', 'bf16')
@@ -426,29 +427,15 @@ def _summary(counts: np.ndarray, reference: np.ndarray, classifier: Classifier, 
 
 # ------------------------------------------------------------------------------------------------ figures
 
-def _figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on an Agg canvas (matplotlib is imported only when a figure is drawn)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
 
 
-def _save_figure(fig: Any, path: Path) -> Path:
-    """Write a figure atomically."""
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    return path
 
 
 def confusion_figure(confusion: np.ndarray, class_names: tuple[str, ...], accuracy: float, path: Path) -> Path:
     """Row-normalized confusion matrix (true class per row) with class names on both axes."""
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     K = len(class_names)
-    fig = _figure(1.5 + 0.6 * K, 1.2 + 0.6 * K)
+    fig = new_figure(1.5 + 0.6 * K, 1.2 + 0.6 * K)
     ax = fig.add_subplot()
     image = ax.imshow(rows, cmap='Blues', vmin=0, vmax=1)
     for i in range(K):
@@ -459,13 +446,13 @@ def confusion_figure(confusion: np.ndarray, class_names: tuple[str, ...], accura
     ax.set_yticks(range(K), class_names)
     ax.set(xlabel='predicted class', ylabel='true class', title=f'test accuracy {accuracy:.3f}')
     fig.colorbar(image, ax=ax, fraction=0.046)
-    return _save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def modes_figure(report: dict[str, Any], path: Path) -> Path:
     """Bars per class: share of generated samples vs share of the data, divergences in the title."""
     names, K = report['class_names'], len(report['class_names'])
-    fig = _figure(2 + 0.7 * K, 4.5)
+    fig = new_figure(2 + 0.7 * K, 4.5)
     ax = fig.add_subplot()
     x = np.arange(K)
     ax.bar(x - 0.2, report['generated_fraction'], 0.4, label='generated')
@@ -476,21 +463,21 @@ def modes_figure(report: dict[str, Any], path: Path) -> Path:
              f"missing {report['missing_modes']}/{report['reference_classes']}")
     ax.set(ylabel='share of samples', title=title)
     ax.legend(fontsize='small')
-    return _save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def samples_figure(report: dict[str, Any], path: Path) -> Path:
     """One row per class: up to SAMPLES_PER_CLASS generated samples the classifier put in that class."""
     names, samples = report['class_names'], report['samples']
     shape = next(iter(samples.values())).shape[1:]
-    fig = _figure(1.2 * SAMPLES_PER_CLASS + 1.5, 1.2 * len(names))
+    fig = new_figure(1.2 * SAMPLES_PER_CLASS + 1.5, 1.2 * len(names))
     for row, name in enumerate(names):
         ax = fig.add_subplot(len(names), 1, row + 1)
         ax.imshow(_row_image(samples.get(name), shape), cmap='gray', interpolation='nearest', vmin=0, vmax=255)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(f"{name}\n{report['generated_counts'][row]}", rotation=0, ha='right', va='center')
-    return _save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def _row_image(images: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:

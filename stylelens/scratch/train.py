@@ -37,6 +37,7 @@ from stylelens.outputs import atomic_path, atomic_write_text, ensure_outdir, sav
 from stylelens.scratch.data import ImageDataset, load_dataset
 from stylelens.scratch.losses import LOSSES, default_loss
 from stylelens.scratch.models import MODELS, build_models
+from stylelens.viz import new_figure, save_figure
 
 OPTIMIZERS = ('adam', 'rmsprop')
 PRECISIONS = ('auto', 'fp32', 'bf16')
@@ -532,27 +533,13 @@ def write_logs(history: list[dict[str, float]], outdir: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ figures
 
-def _figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on an Agg canvas (matplotlib is imported only here, when the run ends)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
 
 
-def _save_figure(fig: Any, path: Path) -> Path:
-    """Write a figure atomically."""
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    return path
 
 
 def curves_figure(history: list[dict[str, float]], keys: dict[str, str], title: str, path: Path) -> Path:
     """Per-step curves of `keys` (column -> legend label) with their per-epoch means as dots."""
-    fig = _figure(8, 4)
+    fig = new_figure(8, 4)
     ax = fig.add_subplot()
     means = epoch_means(history)
     for key, label in keys.items():
@@ -561,18 +548,18 @@ def curves_figure(history: list[dict[str, float]], keys: dict[str, str], title: 
                 label=f'{label} (epoch mean)')
     ax.set(xlabel='step', title=title)
     ax.legend(fontsize='small')
-    return _save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def real_vs_generated_figure(real: np.ndarray, fake: np.ndarray, path: Path) -> Path:
     """Side by side: a grid of training images and the final generated grid."""
-    fig = _figure(10, 5.3)
+    fig = new_figure(10, 5.3)
     for idx, (image, title) in enumerate([(real, 'real'), (fake, 'generated')], start=1):
         ax = fig.add_subplot(1, 2, idx)
         ax.imshow(image.squeeze(), cmap='gray' if image.shape[2] == 1 else None, interpolation='nearest')
         ax.set_title(title)
         ax.axis('off')
-    return _save_figure(fig, path)
+    return save_figure(fig, path, tight=True)
 
 
 def write_figures(run: Run, dataset: ImageDataset, fake: np.ndarray, outdir: Path) -> None:
