@@ -88,3 +88,48 @@ def tiny_snapshot_path(tmp_path: Path, *, name: str = 'tiny.pkl', protocol: int 
     path = Path(tmp_path) / name
     dump_snapshot(snapshot if snapshot is not None else tiny_snapshot(**arch), path, protocol=protocol)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The shared CIFAR-10 subset and single-threaded runs, for the from-scratch tests.
+
+def cifar_subset() -> Path:
+    """The shared CIFAR-10 subset tarball (env STYLELENS_SHARED_DIR, default ../shared); skip if absent."""
+    shared = Path(os.environ.get('STYLELENS_SHARED_DIR', REPO.parent / 'shared'))
+    path = shared / 'data' / 'cifar-10-subset-python.tar.gz'
+    if not path.is_file():
+        pytest.skip(f'shared CIFAR-10 subset not found at {path} (set STYLELENS_SHARED_DIR to the shared directory)')
+    return path
+
+
+@pytest.fixture(scope='module')
+def cifar() -> str:
+    """The --data spec of the whole shared CIFAR-10 subset."""
+    return f'cifar10:{cifar_subset()}'
+
+
+@pytest.fixture(scope='module')
+def dogs() -> str:
+    """The --data spec of the shared CIFAR-10 subset's dogs."""
+    return f'cifar10:{cifar_subset()}:dog'
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread: tiny models are dominated by thread start-up, and results must not depend on it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_stylelens(*args: str, cwd: Path | None = None, timeout: float = 60):
+    """The installed console script, single-threaded (OMP_NUM_THREADS=1), output captured."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name('stylelens')
+    return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'})

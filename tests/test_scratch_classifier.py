@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import run_stylelens as stylelens
 from PIL import Image
 from torch import nn
 
@@ -23,32 +19,7 @@ from stylelens.errors import StylelensError
 from stylelens.scratch import classifier as sc
 
 RESOLUTION = 16
-
-
-@pytest.fixture(scope='module')
-def cifar() -> str:
-    """The --data spec of the shared CIFAR-10 subset (env STYLELENS_SHARED_DIR, default ../shared)."""
-    shared = Path(os.environ.get('STYLELENS_SHARED_DIR', REPO.parent / 'shared'))
-    tarball = shared / 'data' / 'cifar-10-subset-python.tar.gz'
-    if not tarball.is_file():
-        pytest.skip(f'shared CIFAR-10 subset not found at {tarball} (set STYLELENS_SHARED_DIR)')
-    return f'cifar10:{tarball}'
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One CPU thread: tiny models are dominated by thread start-up."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def stylelens(*args: str) -> subprocess.CompletedProcess:
-    """Run the installed console script on one thread."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    script = Path(sys.executable).with_name('stylelens')
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=60)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import cifar_subset
 from PIL import Image
 
 from stylelens.cli import COMMANDS
@@ -36,12 +36,8 @@ SUBSET_IMAGES_PER_BATCH = 1017
 
 @pytest.fixture(scope="module")
 def subset() -> Path:
-    """The shared CIFAR-10 subset tarball (env STYLELENS_SHARED_DIR, default ../shared); skip if absent."""
-    shared = Path(os.environ.get("STYLELENS_SHARED_DIR", REPO.parent / "shared"))
-    path = shared / "data" / "cifar-10-subset-python.tar.gz"
-    if not path.is_file():
-        pytest.skip(f"shared CIFAR-10 subset not found at {path} (set STYLELENS_SHARED_DIR to the shared directory)")
-    return path
+    """The shared CIFAR-10 subset tarball; skip if absent."""
+    return cifar_subset()
 
 
 @pytest.fixture(scope="module")

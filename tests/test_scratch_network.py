@@ -6,12 +6,11 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import run_stylelens
 
 import stylelens
 from stylelens.errors import StylelensError
@@ -21,9 +20,7 @@ from stylelens.scratch.train import GENERATOR_FORMAT, load_run_generator
 
 def stylelens_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run the installed console script on one CPU thread."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    script = Path(sys.executable).with_name('stylelens')
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return run_stylelens(*args, cwd=cwd, timeout=120)
 
 
 def ok(*args: str, cwd: Path) -> str:
@@ -40,16 +37,6 @@ def refused(*args: str, cwd: Path) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
-
-
-@pytest.fixture(scope='module')
-def dogs() -> str:
-    """The --data spec of the shared CIFAR-10 subset's dogs (env STYLELENS_SHARED_DIR, default ../shared)."""
-    shared = Path(os.environ.get('STYLELENS_SHARED_DIR', REPO.parent / 'shared'))
-    tarball = shared / 'data' / 'cifar-10-subset-python.tar.gz'
-    if not tarball.is_file():
-        pytest.skip(f'shared CIFAR-10 subset not found at {tarball} (set STYLELENS_SHARED_DIR)')
-    return f'cifar10:{tarball}:dog'
 
 
 def train_run(data: str, model: str, root: Path) -> Path:

@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import run_stylelens as stylelens
 
 from stylelens.errors import StylelensError
 from stylelens.scratch.sweep import parse_list, settings, slug, split_grid
 
 TINY = ['--model', 'dcgan', '--epochs', '1', '--batch', '32', '--resolution', '16', '--g-width', '8', '--d-width',
         '8', '--precision', 'fp32', '--device', 'cpu', '--grid', '4', '--max-steps', '2']
-
-
-@pytest.fixture(scope='module')
-def cifar() -> str:
-    """The --data spec of the shared CIFAR-10 subset (env STYLELENS_SHARED_DIR, default ../shared)."""
-    shared = Path(os.environ.get('STYLELENS_SHARED_DIR', REPO.parent / 'shared'))
-    tarball = shared / 'data' / 'cifar-10-subset-python.tar.gz'
-    if not tarball.is_file():
-        pytest.skip(f'shared CIFAR-10 subset not found at {tarball} (set STYLELENS_SHARED_DIR)')
-    return f'cifar10:{tarball}'
-
-
-def stylelens(*args: str) -> subprocess.CompletedProcess:
-    """Run the installed console script on one thread."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    script = Path(sys.executable).with_name('stylelens')
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 @pytest.fixture(scope='module')

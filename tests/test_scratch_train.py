@@ -7,16 +7,13 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import run_stylelens as stylelens
 from PIL import Image
 
 from stylelens.cli import cli
@@ -26,25 +23,7 @@ from stylelens.scratch.train import TrainConfig, parse_betas, parse_lr_schedule,
 
 GRID = 4
 RESOLUTION = 16
-
-
-@pytest.fixture(scope='module')
-def dogs() -> str:
-    """The --data spec of the shared CIFAR-10 subset's dogs (env STYLELENS_SHARED_DIR, default ../shared)."""
-    shared = Path(os.environ.get('STYLELENS_SHARED_DIR', REPO.parent / 'shared'))
-    tarball = shared / 'data' / 'cifar-10-subset-python.tar.gz'
-    if not tarball.is_file():
-        pytest.skip(f'shared CIFAR-10 subset not found at {tarball} (set STYLELENS_SHARED_DIR)')
-    return f'cifar10:{tarball}:dog'
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One CPU thread: these tiny models are dominated by thread start-up, and results must not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny(data: str, **options) -> TrainConfig:
@@ -173,13 +152,6 @@ def test_option_parsers() -> None:
     for bad in ('linear', 'step:0:0.1', 'step:5', 'step:5:2'):
         with pytest.raises(StylelensError, match='--lr-schedule'):
             parse_lr_schedule(bad)
-
-
-def stylelens(*args: str) -> subprocess.CompletedProcess:
-    """Run the installed console script."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    script = Path(sys.executable).with_name('stylelens')
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 @pytest.mark.parametrize('extra, message', [
