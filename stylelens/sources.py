@@ -19,7 +19,6 @@ class Source:
 
     label: str
     ws: torch.Tensor
-    seed: int | None = None
 
 
 def parse_source_items(spec: str) -> list[str]:
@@ -57,5 +56,4 @@ def resolve_sources(G: torch.nn.Module, spec: str, *, truncation_psi: float = 1,
     seeds = [value for _, value in plan if isinstance(value, int)]
     mapped = iter(seeds_to_ws(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                               class_idx=class_idx, class_names=class_names, device=device)) if seeds else iter(())
-    return [Source(label, next(mapped), value) if isinstance(value, int) else Source(label, value)
-            for label, value in plan]
+    return [Source(label, next(mapped) if isinstance(value, int) else value) for label, value in plan]

@@ -25,10 +25,6 @@ class LoadedNetwork:
     def class_names(self) -> list[str] | None:
         return self.source.entry.class_names if self.source.entry else None
 
-    @property
-    def is_demo(self) -> bool:
-        return bool(self.source.entry and self.source.entry.embedded)
-
     def manifest(self) -> dict[str, Any]:
         """Name, path, URL and sha256 of the network file, for manifest.json."""
         entry = self.source.entry
