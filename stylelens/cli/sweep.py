@@ -43,7 +43,8 @@ def sweep(outdir: Path, classifier_path: Path | None, num: int, **options: str |
 
     lists = {field: parse_list(field, text) for field in SWEPT if (text := options.pop(field)) is not None}
     fixed, grid = split_grid(lists)
-    base = TrainConfig(**{**options, **fixed, 'betas': parse_betas(options['betas'])})
+    betas = parse_betas(options['betas']) if options['betas'] else None
+    base = TrainConfig(**{**options, **fixed, 'betas': betas})
     scorer = make_scorer(classifier_path, base.data, num, base.device) if classifier_path else None
     result = run_sweep(base, grid, outdir, scorer, echo=click.echo)
     click.echo(f"{len(result['rows'])} runs; table in {outdir / 'results.md'}")

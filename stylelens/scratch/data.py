@@ -1,6 +1,6 @@
-"""Training sets for the from-scratch GANs: CIFAR-10, MNIST, Fashion-MNIST and image folders, named by one
-``--data KIND:PATH[:CLASSES]`` spec and held in memory whole (they are small), read from the official archives
-without extracting them and without running pickled code."""
+"""Training sets for the from-scratch GANs: CIFAR-10, MNIST, Fashion-MNIST, image folders and the procedural
+shapes set, named by one ``--data KIND:PATH[:CLASSES]`` spec (``shapes:COUNT[:CLASSES]``) and held in memory whole
+(they are small), read from the official archives without extracting them and without running pickled code."""
 from __future__ import annotations
 
 import gzip
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from stylelens.errors import StylelensError
 from stylelens.loading.download import cache_dir, download
 from stylelens.loading.safe_pickle import UnsafePickleError
+from stylelens.scratch.shapes import SHAPES, make_shapes
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MNIST_CLASSES = tuple("0123456789")
@@ -43,7 +44,8 @@ IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 _GZIP_MAGIC = b"\x1f\x8b"
 _MODES = {1: "L", 3: "RGB"}
-_SPEC_EXAMPLE = "e.g. cifar10:data/cifar-10-python.tar.gz:dog or mnist:data/mnist:3,5 or folder:my_images"
+_SPEC_EXAMPLE = ("e.g. cifar10:data/cifar-10-python.tar.gz:dog or mnist:data/mnist:3,5 or folder:my_images or "
+                 "shapes:20000")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ DATASETS = {
         ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe", "bef4ecab320f06d8554ea6380940ec79",
          "bb300cfdad3c16e7a12a480ee83cd310")), spec_names_file=False),
 }
-KINDS = (*DATASETS, "folder")
+KINDS = (*DATASETS, "folder", "shapes")
 
 
 # ---------------------------------------------------------------------------------------------------------- specs
@@ -109,7 +111,14 @@ class DataSpec:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return DATASETS[self.kind].class_names if self.kind in DATASETS else ()
+        return _class_names(self.kind)
+
+
+def _class_names(kind: str) -> tuple[str, ...]:
+    """The class names of a data set kind (none for folders)."""
+    if kind == "shapes":
+        return SHAPES
+    return DATASETS[kind].class_names if kind in DATASETS else ()
 
 
 def parse_data_spec(spec: str) -> DataSpec:
@@ -123,6 +132,9 @@ def parse_data_spec(spec: str) -> DataSpec:
     path, classes = (rest, None) if kind == "folder" else _split_classes(rest)
     if not path:
         raise StylelensError(f"bad --data {spec!r}: PATH is empty ({_SPEC_EXAMPLE})")
+    if kind == "shapes" and not (path.isdigit() and int(path) > 0):
+        raise StylelensError(f"bad --data {spec!r}: shapes takes an image count, e.g. shapes:20000 or "
+                             f"shapes:20000:circle,square")
     chosen = None if classes is None else parse_classes(classes, kind)
     return DataSpec(kind, Path(path).expanduser(), chosen)
 
@@ -142,7 +154,7 @@ def _class_key(name: str) -> str:
 
 def parse_classes(text: str, kind: str) -> tuple[int, ...]:
     """Comma-separated class names or indices of dataset ``kind`` -> sorted unique indices."""
-    names = DATASETS[kind].class_names
+    names = _class_names(kind)
     by_key = {_class_key(name): index for index, name in enumerate(names)}
     valid = f"valid: {', '.join(names)} (or indices 0-{len(names) - 1})"
     chosen = set()
@@ -448,10 +460,14 @@ def _check_options(kind: str, split: str, resolution: int | None, channels: int 
                              f"64), or none to keep the native size")
 
 
-def _read_labeled(spec: DataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a labeled dataset and keep only the spec's classes."""
-    reader = read_cifar10 if spec.kind == "cifar10" else read_idx_dataset
-    pixels, labels = reader(spec.path, split)
+def _read_labeled(spec: DataSpec, split: str, resolution: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Read (or, for shapes, draw at `resolution`, default 32) a labeled dataset and keep only the spec's
+    classes."""
+    if spec.kind == "shapes":
+        pixels, labels = make_shapes(int(spec.path.name), resolution or 32, split)
+    else:
+        reader = read_cifar10 if spec.kind == "cifar10" else read_idx_dataset
+        pixels, labels = reader(spec.path, split)
     if spec.classes is None:
         return pixels, labels
     keep = np.isin(labels, spec.classes)
@@ -471,7 +487,7 @@ def load_dataset(spec: str, split: str = "train", resolution: int | None = None,
         pixels = read_image_folder(parsed.path, resolution, channels)
         labels = np.full(len(pixels), UNLABELED, dtype=np.int64)
     else:
-        pixels, labels = _read_labeled(parsed, split)
+        pixels, labels = _read_labeled(parsed, split, resolution)
         pixels = _convert_arrays(pixels, resolution, channels)
     nchw = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
     return ImageDataset(nchw, torch.from_numpy(labels), parsed.class_names, spec, split)

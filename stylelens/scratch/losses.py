@@ -18,7 +18,7 @@ from stylelens.errors import StylelensError
 
 Terms = dict[str, torch.Tensor]
 _DEFAULT_LOSS = {'dcgan': 'bce', 'mapping-dcgan': 'bce', 'wgan-gp': 'wgan-gp', 'acgan': 'bce', 'cgan': 'bce',
-                 'acgan-cifar10-classic': 'wgan-gp'}
+                 'acgan-cifar10-classic': 'wgan-gp', 'stylegan2-small': 'bce'}
 
 
 class GANLoss(NamedTuple):

@@ -20,8 +20,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from stylelens.errors import StylelensError
+from stylelens.scratch.stylegan2 import build_stylegan2
 
-MODELS = ('dcgan', 'mapping-dcgan', 'wgan-gp', 'acgan', 'cgan', 'acgan-cifar10-classic')
+MODELS = ('dcgan', 'mapping-dcgan', 'wgan-gp', 'acgan', 'cgan', 'acgan-cifar10-classic', 'stylegan2-small')
 D_NORMS = ('batch', 'layer', 'instance', 'spectral', 'none')
 NOISE_MODES = ('random', 'const', 'none')
 _DEFAULT_D_NORM = {'wgan-gp': 'layer'}
@@ -458,6 +459,8 @@ def build_models(model: str, *, resolution: int = 32, channels: int = 3, num_cla
     `d_norm=None` means batch norm, or layer norm for the WGAN-GP critic."""
     if model not in MODELS:
         raise StylelensError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    if model == 'stylegan2-small':
+        return build_stylegan2(resolution, channels, g_channels, d_channels, map_depth)
     if model == 'acgan-cifar10-classic':
         if (resolution, channels) != (32, 3):
             raise StylelensError(f'{model} is for 32x32 RGB images (got {resolution}x{resolution}, '

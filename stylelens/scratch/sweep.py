@@ -51,6 +51,7 @@ def _optimizer(text: str) -> str:
 SWEPT: dict[str, tuple[str, Callable[[str], Any], str]] = {
     'lr': ('a positive number', _positive_float, '5e-5,1e-4,2e-4'),
     'optimizer': (f"one of {', '.join(OPTIMIZERS)}", _optimizer, 'adam,rmsprop'),
+    'g_depth': ('a whole number >= 1', _positive_int, '1,2'),
     'map_depth': ('a whole number >= 1', _positive_int, '2,8'),
     'g_width': ('a whole number >= 1', _positive_int, '32,64'),
     'd_width': ('a whole number >= 1', _positive_int, '32,64'),

@@ -9,6 +9,7 @@ as plain data, so `--network RUN` loads it with `torch.load(weights_only=True)` 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import functools
@@ -36,10 +37,17 @@ from stylelens.loading.registry import RUN_GENERATOR as GENERATOR
 from stylelens.outputs import atomic_path, atomic_write_text, ensure_outdir, save_png, to_uint8, write_manifest
 from stylelens.scratch.data import ImageDataset, load_dataset
 from stylelens.scratch.losses import LOSSES, default_loss
+from stylelens.scratch import stylegan2
 from stylelens.scratch.models import MODELS, build_models
+from stylelens.scratch.stylegan2 import StyleGAN2Step
+from stylelens.loading.official_writer import dump_snapshot
 from stylelens.viz import new_figure, save_figure
 
 OPTIMIZERS = ('adam', 'rmsprop')
+STYLEGAN2 = stylegan2.MODEL
+DCGAN_LR = 2e-4
+DCGAN_BETAS = (0.5, 0.999)
+SNAPSHOT = 'network-snapshot.pkl'
 PRECISIONS = ('auto', 'fp32', 'bf16')
 CONDITIONAL = ('acgan', 'cgan', 'acgan-cifar10-classic')
 CHECKPOINT = Path('checkpoints') / 'last.pt'
@@ -59,9 +67,9 @@ class TrainConfig:
     loss: str | None = None
     epochs: int = 25
     batch: int = 128
-    lr: float = 2e-4
+    lr: float | None = None
     lr_d: float | None = None
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[float, float] | None = None
     optimizer: str = 'adam'
     lr_schedule: str = 'none'
     n_critic: int | None = None
@@ -70,12 +78,16 @@ class TrainConfig:
     resolution: int = 32
     d_norm: str | None = None
     map_depth: int = 4
+    g_depth: int = 1
     g_width: int = 64
     d_width: int = 64
     precision: str = 'auto'
     device: str = 'auto'
     grid: int = 8
     max_steps: int | None = None
+    r1_gamma: float | None = None
+    ema_kimg: float | None = None
+    style_mixing: float = 0.9
 
 
 class TrainingInterrupted(StylelensError):
@@ -98,7 +110,7 @@ def check_betas(betas: tuple[float, ...], text: str | None = None) -> tuple[floa
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         shown = text if text is not None else ','.join(map(str, betas))
         raise StylelensError(f'bad --betas {shown!r}: give two numbers in [0, 1) separated by a comma, e.g. 0.5,0.999')
-    return betas[0], betas[1]
+    return float(betas[0]), float(betas[1])
 
 
 def parse_lr_schedule(text: str) -> tuple[str, int, float]:
@@ -123,25 +135,54 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
 
 def _check_positive(config: TrainConfig) -> None:
     """Counts and rates must be positive."""
-    for name in ('epochs', 'batch', 'lr', 'lr_d', 'n_critic', 'g_width', 'd_width', 'grid', 'max_steps'):
+    for name in ('epochs', 'batch', 'lr', 'lr_d', 'n_critic', 'g_depth', 'g_width', 'd_width', 'grid', 'max_steps',
+                 'ema_kimg'):
         value = getattr(config, name)
         if value is not None and not value > 0:
             raise StylelensError(f'--{name.replace("_", "-")} must be positive (got {value})')
+    if config.r1_gamma is not None and config.r1_gamma < 0:
+        raise StylelensError(f'--r1-gamma must be 0 or more (got {config.r1_gamma})')
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
-    """A checked copy with the defaults filled in: the model's loss, n_critic 5 for WGAN-GP (else 1), lr_d = lr."""
+    """A checked copy with the defaults filled in: the model's loss, learning rate and betas (StyleGAN2's for
+    stylegan2-small, DCGAN's otherwise), n_critic 5 for WGAN-GP (else 1), lr_d = lr."""
     _check_choice(config.model, MODELS, 'model')
     loss = config.loss or default_loss(config.model)
     _check_choice(loss, tuple(LOSSES), 'loss')
     _check_choice(config.optimizer, OPTIMIZERS, 'optimizer')
     _check_choice(config.precision, PRECISIONS, 'precision')
     parse_lr_schedule(config.lr_schedule)
-    resolved = dataclasses.replace(config, loss=loss, betas=check_betas(tuple(config.betas)),
+    stylegan = config.model == STYLEGAN2
+    lr = config.lr or (stylegan2.DEFAULT_LR if stylegan else DCGAN_LR)
+    betas = config.betas or (stylegan2.DEFAULT_BETAS if stylegan else DCGAN_BETAS)
+    resolved = dataclasses.replace(config, loss=loss, betas=check_betas(tuple(betas)), lr=lr,
                                    n_critic=config.n_critic or (5 if loss == 'wgan-gp' else 1),
-                                   lr_d=config.lr_d or config.lr)
+                                   lr_d=config.lr_d or lr)
     _check_positive(resolved)
+    if stylegan:
+        _check_stylegan2(resolved)
+        resolved = dataclasses.replace(
+            resolved, r1_gamma=stylegan2.auto_r1_gamma(config.resolution, config.batch)
+            if config.r1_gamma is None else config.r1_gamma,
+            ema_kimg=config.ema_kimg or stylegan2.auto_ema_kimg(config.batch))
+    elif config.r1_gamma is not None or config.ema_kimg is not None:
+        raise StylelensError(f'--r1-gamma and --ema-kimg are options of {STYLEGAN2}, not of {config.model}')
     return resolved
+
+
+def _check_stylegan2(config: TrainConfig) -> None:
+    """stylegan2-small trains as StyleGAN2 does: Adam, the non-saturating loss, one D step per G step, batches
+    that minibatch-std groups of 4 divide, and no extra G layers (its depth follows the resolution)."""
+    fixed = dict(loss=('bce', config.loss), optimizer=('adam', config.optimizer), n_critic=(1, config.n_critic),
+                 g_depth=(1, config.g_depth))
+    wrong = [f'--{k.replace("_", "-")} {got} (it needs {want})' for k, (want, got) in fixed.items() if want != got]
+    if wrong:
+        raise StylelensError(f"{STYLEGAN2} does not take {', '.join(wrong)}")
+    if config.batch % 4:
+        raise StylelensError(f'{STYLEGAN2} needs --batch divisible by 4 (minibatch-std groups), got {config.batch}')
+    if not 0 <= config.style_mixing <= 1:
+        raise StylelensError(f'--style-mixing is a probability from 0 to 1, got {config.style_mixing}')
 
 
 # ------------------------------------------------------------------------------------------------ set-up
@@ -171,7 +212,7 @@ def build_kwargs(config: TrainConfig, dataset: ImageDataset) -> dict[str, Any]:
     """The `build_models` keyword arguments of this run (saved in `generator.pt` to rebuild G)."""
     return dict(resolution=dataset.resolution, channels=dataset.channels, num_classes=dataset.num_classes,
                 g_channels=config.g_width, d_channels=config.d_width, d_norm=config.d_norm,
-                map_depth=config.map_depth)
+                map_depth=config.map_depth, g_extra_layers=config.g_depth - 1)
 
 
 def _build(config: TrainConfig, kwargs: dict[str, Any], device: torch.device,
@@ -230,18 +271,28 @@ class Run:
     step: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     build_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    G_ema: nn.Module | None = None
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The attributes whose state_dict a checkpoint holds."""
+        return ('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d') + (('G_ema',) if self.G_ema is not None else ())
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that sample grids and exports show: the moving average where the model keeps one."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     def state(self) -> dict[str, Any]:
         """The checkpoint dict: weights, optimizer and scheduler states, RNG states, position, history, config."""
         rng = dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-        modules = ('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d')
-        return dict(**{name: getattr(self, name).state_dict() for name in modules}, rng=rng, epoch=self.epoch,
+        return dict(**{name: getattr(self, name).state_dict() for name in self.modules}, rng=rng, epoch=self.epoch,
                     step_in_epoch=self.step_in_epoch, step=self.step, history=self.history,
                     config=dataclasses.asdict(self.config))
 
     def load(self, state: dict[str, Any]) -> None:
         """Restore what `state()` saved."""
-        for name in ('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d'):
+        for name in self.modules:
             getattr(self, name).load_state_dict(state[name])
         torch.set_rng_state(state['rng']['cpu'])
         if state['rng']['cuda'] and torch.cuda.is_available():
@@ -257,12 +308,24 @@ def save_checkpoint(run: Run, outdir: Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(run.state(), tmp)
     save_generator(run, outdir)
+    if run.G_ema is not None:
+        save_snapshot(run, outdir / SNAPSHOT)
+    return path
+
+
+def save_snapshot(run: Run, path: Path) -> Path:
+    """An official-format network pickle (G, D, G_ema on the CPU, as StyleGAN2-ADA's own snapshots), so the run
+    loads in stylelens and in NVIDIA's tools alike."""
+    nets = {name: copy.deepcopy(getattr(run, name)).cpu().eval().requires_grad_(False) for name in ('G', 'D', 'G_ema')}
+    for net in nets.values():
+        net.to(memory_format=torch.contiguous_format)
+    dump_snapshot(dict(**nets, augment_pipe=None, training_set_kwargs=dict(spec=run.config.data, step=run.step)), path)
     return path
 
 
 def save_generator(run: Run, outdir: Path) -> Path:
-    """Write `generator.pt`: G's weights (on the CPU) with the model name and build options, as plain data only."""
-    state = {k: v.detach().cpu().contiguous() for k, v in run.G.state_dict().items()}
+    """Write `generator.pt`: G's weights (G_ema's where the model keeps one) (on the CPU) with the model name and build options, as plain data only."""
+    state = {k: v.detach().cpu().contiguous() for k, v in run.sampler.state_dict().items()}
     payload = dict(format=GENERATOR_FORMAT, version=GENERATOR_VERSION, model=run.config.model,
                    build_kwargs=dict(run.build_kwargs), state_dict=state)
     with atomic_path(outdir / GENERATOR) as tmp:
@@ -440,10 +503,16 @@ class Step:
         return metrics
 
 
-def make_step(run: Run, num_classes: int, device: torch.device, precision: str) -> Step:
+def make_step(run: Run, num_classes: int, device: torch.device, precision: str) -> Step | StyleGAN2Step:
     """The step function for this run; the WGAN-GP critic term runs outside autocast so its gradient penalty
-    (a second-order gradient) stays in fp32."""
+    (a second-order gradient) stays in fp32, as does StyleGAN2's R1 penalty."""
     config = run.config
+    if config.model == STYLEGAN2:
+        return StyleGAN2Step(
+            run.G, run.D, run.G_ema, run.opt_g, run.opt_d, functools.partial(precision_context, precision, device),
+            device, torch.channels_last if precision == 'bf16' else torch.contiguous_format,
+            r1_gamma=config.r1_gamma, style_mixing=config.style_mixing, ema_kimg=config.ema_kimg,
+            steps_done=lambda: run.step)
     loss = LOSSES[config.loss]
     d_term = functools.partial(loss.d, gp_weight=config.gp_weight) if config.loss == 'wgan-gp' else loss.d
     autocast = functools.partial(precision_context, precision, device)
@@ -667,10 +736,16 @@ def _prepare_outdir(outdir: Path, resume: bool) -> Path:
 
 
 def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module, kwargs: dict[str, Any]) -> Run:
-    """A run at its first step: optimizers and schedules for G and D, and the options G was built with."""
+    """A run at its first step: optimizers and schedules for G and D, and the options G was built with; StyleGAN2
+    adds G_ema and scales D's Adam for its lazy R1."""
     opt_g = _optimizer(config, G.parameters(), config.lr)
-    opt_d = _optimizer(config, D.parameters(), config.lr_d)
-    return Run(config, G, D, opt_g, opt_d, _scheduler(config, opt_g), _scheduler(config, opt_d), build_kwargs=kwargs)
+    if config.model == STYLEGAN2:
+        opt_d = stylegan2.lazy_regularised_adam(D.parameters(), config.lr_d, config.betas)
+        G_ema = stylegan2.make_ema(G)
+    else:
+        opt_d, G_ema = _optimizer(config, D.parameters(), config.lr_d), None
+    return Run(config, G, D, opt_g, opt_d, _scheduler(config, opt_g), _scheduler(config, opt_d), build_kwargs=kwargs,
+               G_ema=G_ema)
 
 
 def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -689,7 +764,7 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
     G, D = _build(config, kwargs, device, precision == 'bf16')
     run = _new_run(config, G, D, kwargs)
     z, c = fixed_inputs(G, config, dataset.num_classes, device)
-    grid = functools.partial(sample_grid, G, z, c, config.grid)
+    grid = functools.partial(sample_grid, run.sampler, z, c, config.grid)
     if saved is not None:
         run.load(saved)
     else:

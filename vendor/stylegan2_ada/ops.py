@@ -234,12 +234,16 @@ def scale_shift_lrelu(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
     """clamp(lrelu(y * scale + shift) * gain) in three passes over `y`: one fused multiply-add, then in-place ops.
 
     `scale` is per sample and channel [N, C]; `shift` broadcasts to `y` (bias plus noise). Because the leaky ReLU
-    is positively homogeneous, the gain (> 0) is folded into `scale` and `shift` first.
+    is positively homogeneous, the gain (> 0) is folded into `scale` and `shift` first. In-place only when no
+    gradient is recorded (autograd needs the activation's output intact).
     """
     shift = (shift * gain).to(y.dtype)
     if shift.dim() == 4 and shift.shape[-1] > 1 and y.is_contiguous(memory_format=torch.channels_last):
         shift = shift.contiguous(memory_format=torch.channels_last)
     y = torch.addcmul(shift, y, (scale * gain).to(y.dtype).reshape(y.shape[0], -1, 1, 1))
+    if torch.is_grad_enabled() and y.requires_grad:
+        y = F.leaky_relu(y, 0.2)
+        return y.clamp(-clamp, clamp) if clamp is not None and clamp >= 0 else y
     y = F.leaky_relu_(y, 0.2)
     return y.clamp_(-clamp, clamp) if clamp is not None and clamp >= 0 else y
 
