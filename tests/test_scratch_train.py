@@ -3,6 +3,7 @@ widths, checking outputs, determinism, resume equivalence (also after Ctrl-C) an
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -169,3 +170,18 @@ def test_console_script_bad_options(tmp_path: Path, extra: list[str], message: s
 def test_help_has_an_example() -> None:
     result = CliRunner().invoke(cli, ['train', '--help'])
     assert result.exit_code == 0 and 'Example' in result.output and '--lr-schedule' in result.output
+
+
+def test_conditional_wgan_gp_on_mnist_files(tmp_path):
+    """The comparison study's conditional WGAN-GP: one-hot label maps reach a critic without batch norm."""
+    from test_scratch_data import _write_idx_folder
+
+    _write_idx_folder(tmp_path / 'mnist', n_train=32, side=28)
+    config = tiny(f"mnist:{tmp_path / 'mnist'}", model='cgan', loss='wgan-gp', resolution=28, batch=8, n_critic=2)
+    train(config, tmp_path / 'run', progress=False)
+    rows = read_csv(tmp_path / 'run' / 'steps.csv')
+    assert {'wasserstein', 'gp'} <= set(rows[0]) and all(math.isfinite(float(r['gp'])) for r in rows)
+    payload = torch.load(tmp_path / 'run' / 'generator.pt', weights_only=True)
+    assert payload['build_kwargs']['d_norm'] == 'layer' and payload['model'] == 'cgan'
+    with pytest.raises(StylelensError, match='batch norm couples'):
+        train(dataclasses.replace(config, d_norm='batch'), tmp_path / 'other', progress=False)

@@ -160,6 +160,9 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                                    n_critic=config.n_critic or (5 if loss == 'wgan-gp' else 1),
                                    lr_d=config.lr_d or lr)
     _check_positive(resolved)
+    if loss == 'wgan-gp' and config.d_norm == 'batch':
+        raise StylelensError('--loss wgan-gp with --d-norm batch: the gradient penalty is taken per sample and batch '
+                             'norm couples the samples; choose layer, instance, spectral or none')
     if stylegan:
         _check_stylegan2(resolved)
         resolved = dataclasses.replace(
@@ -209,9 +212,11 @@ def _load_data(config: TrainConfig) -> ImageDataset:
 
 
 def build_kwargs(config: TrainConfig, dataset: ImageDataset) -> dict[str, Any]:
-    """The `build_models` keyword arguments of this run (saved in `generator.pt` to rebuild G)."""
+    """The `build_models` keyword arguments of this run (saved in `generator.pt` to rebuild G). Any model trained
+    with the WGAN-GP loss gets a layer-norm critic unless told otherwise (e.g. a conditional WGAN-GP)."""
+    d_norm = config.d_norm or ('layer' if config.loss == 'wgan-gp' else None)
     return dict(resolution=dataset.resolution, channels=dataset.channels, num_classes=dataset.num_classes,
-                g_channels=config.g_width, d_channels=config.d_width, d_norm=config.d_norm,
+                g_channels=config.g_width, d_channels=config.d_width, d_norm=d_norm,
                 map_depth=config.map_depth, g_extra_layers=config.g_depth - 1)
 
 
