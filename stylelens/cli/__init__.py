@@ -26,6 +26,7 @@ COMMANDS = {
     'classifier': ('stylelens.cli.classifier', 'classifier', 'Train a classifier that scores generators by class.'),
     'modes': ('stylelens.cli.modes', 'modes', 'Class coverage of a generator: histogram, JS/KL, missing modes.'),
     'sweep': ('stylelens.cli.sweep', 'sweep', 'Train one run per setting (LR, optimizer, depths) and name the best.'),
+    'metrics': ('stylelens.cli.metrics', 'metrics', 'FID, KID and IS of a generator or image folder vs real data.'),
 }
 
 

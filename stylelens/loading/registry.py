@@ -77,15 +77,29 @@ def _data_dir() -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _load() -> tuple[RegistryEntry, ...]:
-    doc = json.loads((_data_dir() / "registry.json").read_text(encoding="utf-8"))
+def _document() -> dict[str, Any]:
+    return json.loads((_data_dir() / "registry.json").read_text(encoding="utf-8"))
+
+
+def _entries(section: str, community: bool = False) -> list[RegistryEntry]:
     names = {f.name for f in fields(RegistryEntry)}
-    entries = []
-    for section, community in (("networks", False), ("community", True)):
-        for raw in doc.get(section, []):
-            kept = {k: v for k, v in raw.items() if k in names}
-            entries.append(RegistryEntry(**{**kept, "community": community}))
-    return tuple(entries)
+    return [RegistryEntry(**{**{k: v for k, v in raw.items() if k in names}, "community": community})
+            for raw in _document().get(section, [])]
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[RegistryEntry, ...]:
+    return tuple(_entries("networks") + _entries("community", community=True))
+
+
+def get_feature_network(name: str) -> RegistryEntry:
+    """A feature network that metrics run images through (registry section ``feature_networks``), e.g. the FID
+    Inception; these are not generators, so ``list_entries`` leaves them out."""
+    for entry in _entries("feature_networks"):
+        if entry.name == name:
+            return entry
+    known = ", ".join(e.name for e in _entries("feature_networks")) or "none"
+    raise StylelensError(f"unknown feature network {name!r} (known: {known}); fix checkpoints/registry.json")
 
 
 def list_entries() -> list[RegistryEntry]:

@@ -1,0 +1,116 @@
+"""Inception features of many images, batch by batch, their float64 statistics, and the on-disk cache of real-data
+features keyed by the images' own bytes."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from stylelens.errors import StylelensError
+from stylelens.loading.download import cache_dir
+from stylelens.metrics.inception import PREPROCESSING, FeatureNetwork
+from stylelens.outputs import save_npz
+
+CACHE_VERSION = 1  # bump when what is stored, or how features are made, changes
+
+
+@dataclass
+class Features:
+    """What the metrics need of one image set: pool3 features (None when only statistics were given), their mean
+    and covariance in float64, and the bias-free logits (None for real data)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    features: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+    @property
+    def count(self) -> int | None:
+        return None if self.features is None else len(self.features)
+
+
+def statistics(features: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (N-1 normalised, like numpy's and pytorch-fid's) of [N, D] features, in float64; rows
+    are centred `chunk` at a time so 50,000 float32 features never exist as a float64 copy."""
+    x = np.asarray(features)
+    if x.ndim != 2 or len(x) < 2:
+        raise StylelensError(f'statistics need at least 2 feature vectors [N, D], got shape {x.shape}')
+    mu = x.mean(axis=0, dtype=np.float64)
+    scatter = np.zeros((x.shape[1], x.shape[1]))
+    for start in range(0, len(x), chunk):
+        centred = x[start:start + chunk].astype(np.float64) - mu
+        scatter += centred.T @ centred
+    return mu, scatter / (len(x) - 1)
+
+
+def progress_bar(total: int, label: str, enabled: bool) -> Any:
+    """A click progress bar on stderr, or the same bar writing nowhere."""
+    stream = click.get_text_stream('stderr') if enabled else io.StringIO()
+    return click.progressbar(length=total, label=label, file=stream, show_pos=True)
+
+
+def extract(network: FeatureNetwork, batches: Iterable[torch.Tensor], total: int, *, label: str = 'features',
+            progress: bool = True) -> Features:
+    """Run uint8 NCHW batches through the network; pool3 features become float64 statistics, logits are kept."""
+    feats, logits = [], []
+    with progress_bar(total, label, progress) as bar:
+        for images in batches:
+            f, lg = network(images)
+            feats.append(f.numpy())
+            logits.append(lg.numpy())
+            bar.update(len(images))
+    features = np.concatenate(feats)
+    mu, sigma = statistics(features)
+    return Features(mu, sigma, features, np.concatenate(logits))
+
+
+def dataset_key(pixels: torch.Tensor, network: FeatureNetwork) -> str:
+    """SHA-256 of the uint8 pixels, their shape and everything that shapes the features (weights, preprocessing)."""
+    digest = hashlib.sha256()
+    settings = dict(shape=list(pixels.shape), weights=network.sha256, preprocessing=PREPROCESSING,
+                    version=CACHE_VERSION)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(pixels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_path(key: str) -> Path:
+    """Where the features of the image set with `key` are cached."""
+    return cache_dir() / 'metrics' / f'real-{key[:32]}.npz'
+
+
+def load_npz(path: Path) -> Features | None:
+    """Statistics (and features, if stored) from an .npz with `mu` and `sigma`; None when it has no statistics."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if 'mu' not in data or 'sigma' not in data:
+                return None
+            features = data['features'] if 'features' in data else None
+            return Features(data['mu'].astype(np.float64), data['sigma'].astype(np.float64), features)
+    except (OSError, ValueError) as error:
+        raise StylelensError(f'cannot read {path} as .npz: {error}') from None
+
+
+def cached_features(pixels: torch.Tensor, network: FeatureNetwork, compute: Callable[[], Features],
+                    use_cache: bool = True) -> tuple[Features, str]:
+    """The real images' features from the cache when their key is there, else computed and stored; also says
+    which ('hit', 'miss' when just written, 'off')."""
+    if not use_cache:
+        return compute(), 'off'
+    path = cache_path(dataset_key(pixels, network))
+    if path.is_file():
+        cached = load_npz(path)
+        if cached is not None and cached.features is not None:
+            return cached, 'hit'
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_npz(path, mu=result.mu, sigma=result.sigma, features=result.features.astype(np.float32))
+    return Features(result.mu, result.sigma, result.features), 'miss'
