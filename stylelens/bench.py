@@ -10,7 +10,9 @@ Run it as ``python -m stylelens.bench [--out DIR] [--quick]`` (``make bench`` wr
    the imports, and the steps of one generate run;
 4. compares our shared-weight modulated convolution with the fused grouped-convolution formulation that the
    official code runs in eval mode, on real layers at 256x256 and 64x64;
-5. runs the probe benchmark (`stylelens.bench_probes`) where it exists.
+5. runs the probe benchmark (`stylelens.bench_probes`) where it exists;
+6. times `stylelens train` steps of the from-scratch DCGAN (32x32 and 64x64, batch 128) against a plain PyTorch
+   training loop of the same networks, per precision (`stylelens.bench_training`).
 
 Results go to ``DIR/bench.json`` (with machine information) and ``DIR/bench.md`` (Markdown tables for the
 README, also printed on stdout); progress goes to stderr. Speed is measured here, never by timed tests.
@@ -713,6 +715,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f'{fmt(r["speedup_vs_official"])}× faster |')
     if results.get('probes'):
         lines += ['', '**Probes** (`stylelens.bench_probes`):', '', results['probes']['markdown']]
+    if results.get('training'):
+        lines += ['', results['training']['markdown']]
     return '\n'.join(lines) + '\n'
 
 
@@ -750,13 +754,16 @@ def run_benchmark(out_dir: Path, settings: Settings, mode: str, device: str) -> 
     if importlib.util.find_spec('stylelens.bench_probes') is not None:
         log('probes (stylelens.bench_probes)')
         probes = run_worker('probes', out=out_dir, quick=mode == 'quick')
+    log('training throughput: stylelens train steps vs a plain PyTorch loop (stylelens.bench_training)')
+    from stylelens import bench_training  # here, not at the top: it imports this module's timing helpers
+    training = bench_training.run(out_dir, quick=mode == 'quick', device=device)
     return dict(
         mode=mode, machine=machine, settings=asdict(settings), contended_cpus=CONTENDED_CPUS,
         network=dict(file=str(network), **network_info),
         official=dict(generate_seconds=OFFICIAL_GENERATE_SECONDS,
                       seconds_per_image_batch1=OFFICIAL_SECONDS_PER_IMAGE_BATCH1, source=OFFICIAL_SOURCE),
         generate=generate, mix=mix, synthesis=synthesis, load_seconds=median([r['load_seconds'] for r in synthesis]),
-        imports=imports, stages=stages, modconv=modconv, probes=probes,
+        imports=imports, stages=stages, modconv=modconv, probes=probes, training=training,
         load_average_end=[round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None,
         bench_seconds=time.perf_counter() - started,
     )

@@ -76,3 +76,20 @@ def test_grid_helpers() -> None:
     for field, text in (('optimizer', 'sgd'), ('map_depth', '0'), ('lr', '1e-4,1e-4')):
         with pytest.raises(StylelensError, match=f'bad --{field.replace("_", "-")}'):
             parse_list(field, text)
+
+
+def test_fid_names_best_setting_of_a_g_depth_sweep(tmp_path: Path) -> None:
+    """With --fid-every the sweep ranks by the runs' final FID (random Inception weights in the real layout)."""
+    import torch
+    from test_metrics import random_inception_state
+
+    weights = tmp_path / 'inception.pth'
+    torch.save(random_inception_state(), weights)
+    result = stylelens('sweep', *TINY, '--data', 'shapes:40', '--g-depth', '1,2', '--fid-every', '1', '--fid-num',
+                       '4', '--inception', str(weights), '--outdir', str(tmp_path / 'sweep'), timeout=300)
+    assert result.returncode == 0, result.stderr
+    best = [line for line in result.stdout.splitlines() if line.startswith('best: g-depth=')]
+    assert len(best) == 1 and '(fid ' in best[0] and 'not an FID' not in best[0]
+    rows = read_rows(tmp_path / 'sweep' / 'results.csv')
+    assert [row['run'] for row in rows] == ['g-depth=1', 'g-depth=2'] and all(float(r['fid']) > 0 for r in rows)
+    assert (tmp_path / 'sweep' / 'fid_per_epoch.png').is_file()

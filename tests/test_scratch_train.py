@@ -185,3 +185,23 @@ def test_conditional_wgan_gp_on_mnist_files(tmp_path):
     assert payload['build_kwargs']['d_norm'] == 'layer' and payload['model'] == 'cgan'
     with pytest.raises(StylelensError, match='batch norm couples'):
         train(dataclasses.replace(config, d_norm='batch'), tmp_path / 'other', progress=False)
+
+
+def test_fid_every_records_fid_per_epoch_and_reports_the_best(tmp_path):
+    """FID after epochs 2 and 3 (the last) with seeded random Inception weights in the real file's layout."""
+    from test_metrics import random_inception_state
+
+    weights = tmp_path / 'inception.pth'
+    torch.save(random_inception_state(), weights)
+    os.environ['STYLELENS_CACHE'] = str(tmp_path / 'cache')
+    try:
+        summary = train(tiny('shapes:40', epochs=3, max_steps=1, fid_every=2, fid_num=4, inception=str(weights)),
+                        tmp_path / 'run', progress=False)
+    finally:
+        del os.environ['STYLELENS_CACHE']
+    rows = read_csv(tmp_path / 'run' / 'fid.csv')
+    assert [int(r['epoch']) for r in rows] == [2, 3] and all(float(r['fid']) > 0 for r in rows)
+    report = summary['fid']
+    assert report['measurements'] == 2 and report['min'] <= report['mean'] <= report['max']
+    assert report['best_epoch'] in (2, 3) and (tmp_path / 'run' / 'fid.png').is_file()
+    assert 'fid' in (tmp_path / 'run' / 'manifest.json').read_text()

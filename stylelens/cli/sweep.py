@@ -30,7 +30,8 @@ Example:
 SWEEP gets one run folder per setting (e.g. lr=2e-4_optimizer=adam/), results.csv, results.md, scores.png,
 scores_per_epoch.png (per-epoch losses) and manifest.json. Finished runs are skipped, so rerun to continue.
 The score, classifier_js, is the JS divergence (bits, lower is better) between the classes the classifier sees
-in 1000 samples of the final G and the data's classes. It is not an FID.""")
+in 1000 samples of the final G and the data's classes. It is not an FID. With --fid-every K the runs measure FID
+and the sweep ranks by the final FID instead (plus fid_per_epoch.png).""")
 @_swept_options
 @click.option('--classifier', 'classifier_path', default=None, type=click.Path(dir_okay=False, path_type=Path),
               metavar='PATH', help='classifier.pt from `stylelens classifier train`, to score and rank the runs.')
@@ -52,7 +53,8 @@ def sweep(outdir: Path, classifier_path: Path | None, num: int, **options: str |
     if best is None:
         click.echo('no score: pass --classifier to rank runs')
     else:
-        click.echo(f"best: {best['setting']} ({name} {best[name]:.4g}, lower is better; not an FID)")
+        note = '' if name == 'fid' else '; not an FID'
+        click.echo(f"best: {best['setting']} ({name} {best[name]:.4g}, lower is better{note})")
 
 
 sweep.params[:0] = SHARED_OPTIONS

@@ -60,6 +60,12 @@ network-snapshot.pkl, an official-format pickle). Ctrl-C saves a checkpoint firs
               help="stylegan2-small: G_ema half-life in thousands of images.  [default: batch * 10 / 32]")
 @click.option("--style-mixing", type=click.FloatRange(0, 1), default=0.9,
               help="stylegan2-small: probability of style-mixing regularisation.")
+@click.option("--fid-every", type=click.IntRange(min=0), default=0,
+              help="Measure FID against the training set every K epochs and after the last (0 = off).")
+@click.option("--fid-num", type=click.IntRange(min=2), default=5000, show_default=True,
+              help="Generated images per FID (compare runs only at equal counts).")
+@click.option("--inception", default=None, type=click.Path(dir_okay=False), metavar="PATH",
+              help="FID Inception weights file.  [default: the registry's, downloaded once]")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="RUN",
               help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its last checkpoint.")
@@ -67,16 +73,21 @@ def train(model: str, data: str, loss: str | None, epochs: int, batch: int, lr: 
           betas: str | None, optimizer: str, lr_schedule: str, n_critic: int | None, gp_weight: float,
           resolution: int, d_norm: str | None, map_depth: int, g_depth: int, g_width: int, d_width: int, grid: int,
           seed: int, precision: str, device: str, max_steps: int | None, r1_gamma: float | None,
-          ema_kimg: float | None, style_mixing: float, outdir: Path, resume: bool) -> None:
+          ema_kimg: float | None, style_mixing: float, fid_every: int, fid_num: int, inception: str | None,
+          outdir: Path, resume: bool) -> None:
     """Train a GAN from scratch, with sample grids per epoch, CSV logs, plots and resumable checkpoints."""
     config = TrainConfig(model=model, data=data, loss=loss, epochs=epochs, batch=batch, lr=lr, lr_d=lr_d,
                          betas=parse_betas(betas) if betas else None, optimizer=optimizer, lr_schedule=lr_schedule,
                          n_critic=n_critic, gp_weight=gp_weight, seed=seed, resolution=resolution, d_norm=d_norm,
                          map_depth=map_depth, g_depth=g_depth, g_width=g_width, d_width=d_width, precision=precision,
                          device=device, grid=grid, max_steps=max_steps, r1_gamma=r1_gamma, ema_kimg=ema_kimg,
-                         style_mixing=style_mixing)
+                         style_mixing=style_mixing, fid_every=fid_every, fid_num=fid_num, inception=inception)
     summary = run_training(config, outdir, resume=resume)
     metrics = summary["final_metrics"]
     click.echo(f"{summary['steps']} steps on {summary['device']} ({summary['precision']}) in "
                f"{summary['wall_time_s']:.1f} s; last epoch d={metrics.get('loss_d', float('nan')):.4g} "
                f"g={metrics.get('loss_g', float('nan')):.4g}; outputs in {outdir}")
+    if summary["fid"]:
+        fid = summary["fid"]
+        click.echo(f"FID ({fid_num} samples): min {fid['min']:.2f} (epoch {fid['best_epoch']}), mean {fid['mean']:.2f}, "
+                   f"max {fid['max']:.2f}, last {fid['last']:.2f}; per epoch in {outdir / 'fid.csv'}")

@@ -1,9 +1,10 @@
 """Hyper-parameter sweeps: one `train` run per setting of a grid of comma lists, scored and ranked.
 
 Each setting trains in `SWEEP/<slug>/` (e.g. `lr=2e-4_optimizer=adam`); a finished run (one with its
-`manifest.json`) is skipped and an interrupted one resumed, so rerunning a sweep continues it. The score is named
-by `score_name`: today only `classifier_js`, the Jensen-Shannon divergence (bits, lower is better) between the
-classes a trained classifier sees in G's samples and the data's classes. It is not an FID.
+`manifest.json`) is skipped and an interrupted one resumed, so rerunning a sweep continues it. The ranking score is
+named by `score_name`: `fid` (the final FID against the training set) when the runs measure it (`--fid-every`),
+otherwise `classifier_js`, the Jensen-Shannon divergence (bits, lower is better) between the classes a trained
+classifier sees in G's samples and the data's classes, which is not an FID.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from stylelens.scratch.train import (CHECKPOINT, OPTIMIZERS, TrainConfig, load_r
 from stylelens.viz import new_figure, save_figure
 
 SCORE_NAME = 'classifier_js'
+FID_NAME = 'fid'
 LOSSES = ('loss_d', 'loss_g')
 
 
@@ -163,6 +165,14 @@ def make_scorer(classifier_path: Path, data: str, num: int, device: str) -> Scor
     return Scorer(classifier, load_dataset(data, 'train').labels, num)
 
 
+def read_fid(rundir: Path) -> dict[str, float]:
+    """A run's final FID, its best FID and the epoch of the best, from `fid.csv`."""
+    with open(rundir / 'fid.csv', newline='') as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    best = min(rows, key=lambda row: row['fid'])
+    return {FID_NAME: rows[-1]['fid'], 'fid_min': best['fid'], 'fid_best_epoch': int(best['epoch'])}
+
+
 def best_row(rows: list[dict[str, Any]], score_name: str | None) -> dict[str, Any] | None:
     """The row with the lowest score, or None when runs are not scored."""
     return min(rows, key=lambda row: row[score_name]) if score_name else None
@@ -197,7 +207,9 @@ def scores_figure(rows: list[dict[str, Any]], score_name: str | None, path: Path
         ax.bar([i + idx * width for i in range(len(rows))], [row[key] for row in rows], width, label=key)
     ax.set_xticks([i + (len(keys) - 1) * width / 2 for i in range(len(rows))], names, rotation=30, ha='right',
                   fontsize='small')
-    title = f'{score_name} (lower is better; not an FID)' if score_name else 'final losses (no score: no classifier)'
+    titles = {FID_NAME: 'final FID vs the training set (lower is better)',
+              SCORE_NAME: f'{SCORE_NAME} (lower is better; not an FID)', None: 'final losses (no score: no classifier)'}
+    title = titles[score_name]
     ax.set(title=title)
     ax.legend(fontsize='small')
     return save_figure(fig, path, tight=True)
@@ -216,6 +228,19 @@ def curves_figure(rows: list[dict[str, Any]], outdir: Path, path: Path) -> Path:
     return save_figure(fig, path, tight=True)
 
 
+def fid_curves_figure(rows: list[dict[str, Any]], outdir: Path, path: Path) -> Path:
+    """FID per measured epoch of every setting."""
+    fig = new_figure(8, 4)
+    ax = fig.add_subplot()
+    for row in rows:
+        with open(outdir / row['run'] / 'fid.csv', newline='') as f:
+            points = [(int(r['epoch']), float(r['fid'])) for r in csv.DictReader(f)]
+        ax.plot(*zip(*points), 'o-', label=row['setting'])
+    ax.set(xlabel='epoch', ylabel='FID', title='FID per epoch (lower is better)')
+    ax.legend(fontsize='small')
+    return save_figure(fig, path, tight=True)
+
+
 def sweep(base: TrainConfig, grid: dict[str, list[str]], outdir: str | Path, scorer: Scorer | None = None,
           progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train every setting of `grid` over `base` in `outdir/<slug>/`, score the runs and write the table, plots and
@@ -226,12 +251,14 @@ def sweep(base: TrainConfig, grid: dict[str, list[str]], outdir: str | Path, sco
     for setting, config in todo:
         rundir = outdir / slug(setting)
         echo(f'{describe(setting)}: {run_setting(config, rundir, progress)}')
-        scores = scorer(rundir) if scorer else {}
+        scores = {**(read_fid(rundir) if base.fid_every else {}), **(scorer(rundir) if scorer else {})}
         rows.append(dict(setting=describe(setting), **setting, **scores, **final_losses(rundir), run=rundir.name))
-    score_name = scorer.score_name if scorer else None
+    score_name = FID_NAME if base.fid_every else scorer.score_name if scorer else None
     write_table(rows, outdir)
     scores_figure(rows, score_name, outdir / 'scores.png')
     curves_figure(rows, outdir, outdir / 'scores_per_epoch.png')
+    if base.fid_every:
+        fid_curves_figure(rows, outdir, outdir / 'fid_per_epoch.png')
     result = dict(score_name=score_name, rows=rows, best=best_row(rows, score_name))
     write_manifest(outdir, command='sweep', options=dict(grid=grid, base=dataclasses.asdict(base)), extra=result)
     return result

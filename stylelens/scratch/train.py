@@ -36,6 +36,7 @@ from stylelens.errors import StylelensError
 from stylelens.loading.registry import RUN_GENERATOR as GENERATOR
 from stylelens.outputs import atomic_path, atomic_write_text, ensure_outdir, save_png, to_uint8, write_manifest
 from stylelens.scratch.data import ImageDataset, load_dataset
+from stylelens.scratch.fid import fid_due, fid_figure, fid_report, make_fid_scorer, measure
 from stylelens.scratch.losses import LOSSES, default_loss
 from stylelens.scratch import stylegan2
 from stylelens.scratch.models import MODELS, build_models
@@ -54,7 +55,7 @@ CHECKPOINT = Path('checkpoints') / 'last.pt'
 GENERATOR_FORMAT = 'stylelens-scratch-generator'
 GENERATOR_VERSION = 1
 NETWORK_CHOICES = 'a snapshot .pkl, an http(s) URL, a registry name, or a `stylelens train` run folder'
-RESUMABLE_CHANGES = ('epochs', 'device')
+RESUMABLE_CHANGES = ('epochs', 'device', 'fid_every', 'fid_num', 'inception')
 _SCHEDULE_EXAMPLE = 'none, cosine or step:EPOCHS:GAMMA (e.g. step:15:0.1)'
 
 
@@ -88,6 +89,9 @@ class TrainConfig:
     r1_gamma: float | None = None
     ema_kimg: float | None = None
     style_mixing: float = 0.9
+    fid_every: int = 0
+    fid_num: int = 5000
+    inception: str | None = None
 
 
 class TrainingInterrupted(StylelensError):
@@ -142,6 +146,9 @@ def _check_positive(config: TrainConfig) -> None:
             raise StylelensError(f'--{name.replace("_", "-")} must be positive (got {value})')
     if config.r1_gamma is not None and config.r1_gamma < 0:
         raise StylelensError(f'--r1-gamma must be 0 or more (got {config.r1_gamma})')
+    if config.fid_every < 0 or config.fid_num < 2:
+        raise StylelensError(f'--fid-every must be 0 (off) or more and --fid-num at least 2 (got {config.fid_every} '
+                             f'and {config.fid_num})')
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
@@ -277,6 +284,7 @@ class Run:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     build_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     G_ema: nn.Module | None = None
+    fid_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -293,7 +301,7 @@ class Run:
         rng = dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
         return dict(**{name: getattr(self, name).state_dict() for name in self.modules}, rng=rng, epoch=self.epoch,
                     step_in_epoch=self.step_in_epoch, step=self.step, history=self.history,
-                    config=dataclasses.asdict(self.config))
+                    fid_history=self.fid_history, config=dataclasses.asdict(self.config))
 
     def load(self, state: dict[str, Any]) -> None:
         """Restore what `state()` saved."""
@@ -304,6 +312,7 @@ class Run:
             torch.cuda.set_rng_state_all(state['rng']['cuda'])
         self.epoch, self.step_in_epoch, self.step = state['epoch'], state['step_in_epoch'], state['step']
         self.history = state['history']
+        self.fid_history = state.get('fid_history', [])
 
 
 def save_checkpoint(run: Run, outdir: Path) -> Path:
@@ -719,12 +728,17 @@ def _run_epoch(run: Run, step: Step, data: TensorDataset, steps: int, bar: Any, 
         bar.update(1)
 
 
-def _finish_epoch(run: Run, outdir: Path, grid: Callable[[], np.ndarray]) -> None:
-    """Step the schedules, write this epoch's grid, logs and checkpoint, and move to the next epoch."""
+def _finish_epoch(run: Run, outdir: Path, grid: Callable[[], np.ndarray], scorer: Any) -> None:
+    """Step the schedules, write this epoch's grid, logs (and FID when due) and checkpoint, and move to the next
+    epoch."""
     run.sched_g.step()
     run.sched_d.step()
     save_png(grid(), outdir / 'samples' / f'epoch{run.epoch:03d}.png')
     write_logs(run.history, outdir)
+    if scorer is not None and fid_due(run.epoch, run.config.fid_every, run.config.epochs):
+        run.fid_history.append(measure(scorer, run.sampler, run.epoch, run.step))
+        write_csv(run.fid_history, outdir / 'fid.csv')
+        fid_figure(run.fid_history, run.config.fid_num, outdir / 'fid.png')
     run.epoch += 1
     run.step_in_epoch = 0
     save_checkpoint(run, outdir)
@@ -777,12 +791,13 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
     step = make_step(run, dataset.num_classes, device, precision)
     data = TensorDataset(dataset.images, dataset.labels)
     steps = _steps_per_epoch(config, len(dataset))
+    scorer = make_fid_scorer(dataset, config.fid_num, device, config.inception) if config.fid_every else None
     with _InterruptFlag().installed() as stop, _progress(steps * config.epochs, run.step, progress) as bar:
         while run.epoch <= config.epochs:
             _run_epoch(run, step, data, steps, bar, stop, progress and _is_terminal())
             if stop.requested:
                 break
-            _finish_epoch(run, outdir, grid)
+            _finish_epoch(run, outdir, grid, scorer)
     if stop.requested:
         _interrupted(run, outdir)
     final = grid()
@@ -805,10 +820,11 @@ def _interrupted(run: Run, outdir: Path) -> None:
 
 def _summary(run: Run, dataset: ImageDataset, device: torch.device, precision: str,
              wall_time: float) -> dict[str, Any]:
-    """What the run did: steps, epochs, data, device, precision, wall time and the last epoch's mean metrics."""
+    """What the run did: steps, epochs, data, device, precision, wall time, the last epoch's mean metrics and the
+    FID report (None without --fid-every)."""
     means = epoch_means(run.history)
     return dict(steps=run.step, epochs=run.config.epochs,
                 dataset=dict(spec=dataset.spec, images=len(dataset), resolution=dataset.resolution,
                              channels=dataset.channels, classes=dataset.num_classes),
                 device=str(device), precision=precision, wall_time_s=round(wall_time, 3),
-                final_metrics=means[-1] if means else {})
+                final_metrics=means[-1] if means else {}, fid=fid_report(run.fid_history))
