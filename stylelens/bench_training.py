@@ -203,9 +203,9 @@ def stylelens_step(case: Case, resolution: int, batch: int, device_name: str) ->
     precision = st.resolve_precision(config.precision, device)
     dataset = SimpleNamespace(resolution=resolution, channels=CHANNELS, num_classes=0)
     kwargs = st.build_kwargs(config, dataset)
-    channels_last = precision == 'bf16' if case.layout == 'train' else case.layout == 'channels_last'
+    channels_last = precision != 'fp32' if case.layout == 'train' else case.layout == 'channels_last'
     G, D = st._build(config, kwargs, device, channels_last)
-    run = st._new_run(config, G, D, kwargs)
+    run = st._new_run(config, G, D, kwargs, torch.amp.GradScaler(device.type, enabled=precision == 'fp16'))
     step = st.make_step(run, dataset.num_classes, device, precision)
     if case.layout == 'train' and (step.memory_format == torch.channels_last) != channels_last:
         raise RuntimeError(f'train() no longer builds {precision} networks channels_last exactly when its step feeds '

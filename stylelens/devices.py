@@ -29,11 +29,14 @@ def pick_device(name: str = 'auto') -> torch.device:
 
 
 def precision_context(precision: str, device: torch.device) -> ContextManager:
-    """fp32: plain float32 (official parity). bf16: autocast of convolutions and matmuls to bfloat16 (opt-in)."""
+    """fp32: plain float32 (official parity). bf16 / fp16: autocast of convolutions and matmuls to bfloat16 (opt-in)
+    or float16 (training only, with loss scaling)."""
     if precision == 'fp32':
         return contextlib.nullcontext()
     if precision == 'bf16':
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == 'fp16':
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
     raise StylelensError(f"unknown precision {precision!r} (choices: {', '.join(PRECISION_CHOICES)})")
 
 

@@ -205,3 +205,12 @@ def test_fid_every_records_fid_per_epoch_and_reports_the_best(tmp_path):
     assert report['measurements'] == 2 and report['min'] <= report['mean'] <= report['max']
     assert report['best_epoch'] in (2, 3) and (tmp_path / 'run' / 'fid.png').is_file()
     assert 'fid' in (tmp_path / 'run' / 'manifest.json').read_text()
+
+
+def test_fp16_trains_with_loss_scaling_and_resumes_exactly(cifar, tmp_path):
+    whole = train(tiny(cifar, epochs=2, precision='fp16'), tmp_path / 'whole', progress=False)
+    train(tiny(cifar, epochs=1, precision='fp16'), tmp_path / 'part', progress=False)
+    resumed = train(tiny(cifar, epochs=2, precision='fp16'), tmp_path / 'part', resume=True, progress=False)
+    assert whole['precision'] == 'fp16' and whole['final_metrics'] == resumed['final_metrics']
+    assert all(math.isfinite(v) for v in whole['final_metrics'].values())
+    assert 'scaler' in torch.load(tmp_path / 'part' / st.CHECKPOINT, weights_only=False)

@@ -49,7 +49,7 @@ STYLEGAN2 = stylegan2.MODEL
 DCGAN_LR = 2e-4
 DCGAN_BETAS = (0.5, 0.999)
 SNAPSHOT = 'network-snapshot.pkl'
-PRECISIONS = ('auto', 'fp32', 'bf16')
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 CONDITIONAL = ('acgan', 'cgan', 'acgan-cifar10-classic')
 CHECKPOINT = Path('checkpoints') / 'last.pt'
 GENERATOR_FORMAT = 'stylelens-scratch-generator'
@@ -189,6 +189,9 @@ def _check_stylegan2(config: TrainConfig) -> None:
     wrong = [f'--{k.replace("_", "-")} {got} (it needs {want})' for k, (want, got) in fixed.items() if want != got]
     if wrong:
         raise StylelensError(f"{STYLEGAN2} does not take {', '.join(wrong)}")
+    if config.precision == 'fp16':
+        raise StylelensError(f'{STYLEGAN2} trains in --precision fp32 or bf16 (fp16 would need the activation clamping '
+                             f'and loss scaling it does not do)')
     if config.batch % 4:
         raise StylelensError(f'{STYLEGAN2} needs --batch divisible by 4 (minibatch-std groups), got {config.batch}')
     if not 0 <= config.style_mixing <= 1:
@@ -198,12 +201,13 @@ def _check_stylegan2(config: TrainConfig) -> None:
 # ------------------------------------------------------------------------------------------------ set-up
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto`: bf16 on CPU, and on CUDA where bf16 is supported; fp32 elsewhere."""
+    """`auto`: bf16 on CPU and on CUDA where bf16 is supported, fp16 (with loss scaling) on older CUDA GPUs, fp32
+    elsewhere. On CPU fp16 measured no faster than bf16 and needs loss scaling, so auto never picks it there."""
     if precision != 'auto':
         return precision
     if device.type == 'cpu' or (device.type == 'cuda' and torch.cuda.is_bf16_supported()):
         return 'bf16'
-    return 'fp32'
+    return 'fp16' if device.type == 'cuda' else 'fp32'
 
 
 def _load_data(config: TrainConfig) -> ImageDataset:
@@ -285,11 +289,13 @@ class Run:
     build_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     G_ema: nn.Module | None = None
     fid_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    scaler: torch.amp.GradScaler = dataclasses.field(default_factory=lambda: torch.amp.GradScaler(enabled=False))
 
     @property
     def modules(self) -> tuple[str, ...]:
-        """The attributes whose state_dict a checkpoint holds."""
-        return ('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d') + (('G_ema',) if self.G_ema is not None else ())
+        """The attributes whose state_dict a checkpoint holds (the loss scaler's only when fp16 uses it)."""
+        return (('G', 'D', 'opt_g', 'opt_d', 'sched_g', 'sched_d') + (('G_ema',) if self.G_ema is not None else ())
+                + (('scaler',) if self.scaler.is_enabled() else ()))
 
     @property
     def sampler(self) -> nn.Module:
@@ -476,6 +482,14 @@ class Step:
     conditional: bool
     device: torch.device
     memory_format: torch.memory_format
+    scaler: torch.amp.GradScaler
+
+    def _apply(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and optimizer step, through the loss scaler (a pass-through unless fp16)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
     def noise(self, n: int) -> torch.Tensor:
         """Fresh latents from the global (seeded, checkpointed) RNG."""
@@ -490,9 +504,7 @@ class Step:
             fake = run.G(self.noise(len(real)), c)
         with self.critic_autocast():
             terms = self.d_term(run.D, real, fake.float(), c)
-        run.opt_d.zero_grad(set_to_none=True)
-        terms['loss_d'].backward()
-        run.opt_d.step()
+        self._apply(terms['loss_d'], run.opt_d)
         return {('aux_d' if k == 'aux' else k): float(v.detach()) for k, v in terms.items()}
 
     def g_update(self, labels: torch.Tensor) -> dict[str, float]:
@@ -503,9 +515,7 @@ class Step:
         run.D.requires_grad_(False)
         with self.autocast():
             terms = self.g_term(run.D, run.G(self.noise(len(labels)), c, **kwargs), c)
-        run.opt_g.zero_grad(set_to_none=True)
-        terms['loss_g'].backward()
-        run.opt_g.step()
+        self._apply(terms['loss_g'], run.opt_g)
         run.D.requires_grad_(True)
         return {('aux_g' if k == 'aux' else k): float(v.detach()) for k, v in terms.items()}
 
@@ -531,9 +541,9 @@ def make_step(run: Run, num_classes: int, device: torch.device, precision: str) 
     d_term = functools.partial(loss.d, gp_weight=config.gp_weight) if config.loss == 'wgan-gp' else loss.d
     autocast = functools.partial(precision_context, precision, device)
     critic_autocast = contextlib.nullcontext if config.loss == 'wgan-gp' else autocast
-    memory_format = torch.channels_last if precision == 'bf16' else torch.contiguous_format
+    memory_format = torch.channels_last if precision != 'fp32' else torch.contiguous_format
     return Step(run, d_term, loss.g, autocast, critic_autocast, num_classes, config.model in CONDITIONAL, device,
-                memory_format)
+                memory_format, run.scaler)
 
 
 # ------------------------------------------------------------------------------------------------ samples
@@ -754,7 +764,8 @@ def _prepare_outdir(outdir: Path, resume: bool) -> Path:
     return outdir
 
 
-def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module, kwargs: dict[str, Any]) -> Run:
+def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module, kwargs: dict[str, Any],
+             scaler: torch.amp.GradScaler) -> Run:
     """A run at its first step: optimizers and schedules for G and D, and the options G was built with; StyleGAN2
     adds G_ema and scales D's Adam for its lazy R1."""
     opt_g = _optimizer(config, G.parameters(), config.lr)
@@ -764,7 +775,7 @@ def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module, kwargs: dict[str, 
     else:
         opt_d, G_ema = _optimizer(config, D.parameters(), config.lr_d), None
     return Run(config, G, D, opt_g, opt_d, _scheduler(config, opt_g), _scheduler(config, opt_d), build_kwargs=kwargs,
-               G_ema=G_ema)
+               G_ema=G_ema, scaler=scaler)
 
 
 def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -780,8 +791,8 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
     precision = resolve_precision(config.precision, device)
     dataset = _load_data(config)
     kwargs = build_kwargs(config, dataset)
-    G, D = _build(config, kwargs, device, precision == 'bf16')
-    run = _new_run(config, G, D, kwargs)
+    G, D = _build(config, kwargs, device, precision != 'fp32')
+    run = _new_run(config, G, D, kwargs, torch.amp.GradScaler(device.type, enabled=precision == 'fp16'))
     z, c = fixed_inputs(G, config, dataset.num_classes, device)
     grid = functools.partial(sample_grid, run.sampler, z, c, config.grid)
     if saved is not None:
