@@ -12,7 +12,8 @@ import torch
 
 from stylelens.errors import StylelensError
 from stylelens.loading.rebuild import rebuild
-from stylelens.loading.registry import RUN_GENERATOR, ResolvedSource, default_network_name, resolve_source
+from stylelens.loading.registry import (RUN_GENERATOR, ResolvedSource, default_network_name, get_entry,
+                                       resolve_entry, resolve_source)
 from stylelens.loading.safe_pickle import PersistentRecord, load_snapshot, materialize_tensors, to_plain
 
 NETWORK_KEYS = ('G', 'D', 'G_ema')
@@ -23,7 +24,9 @@ def resolve(source: str | os.PathLike | ResolvedSource | None, progress: bool = 
     """A path, URL, registry name (None = the embedded default) or an already resolved source, as a local file."""
     if isinstance(source, ResolvedSource):
         return source
-    return resolve_source(str(source) if source is not None else default_network_name(), progress=progress)
+    if source is None:  # by name only: a file or folder called like the default in the working directory is not it
+        return resolve_entry(get_entry(default_network_name()), progress=progress)
+    return resolve_source(str(source), progress=progress)
 
 
 def is_run_generator(path: Path) -> bool:

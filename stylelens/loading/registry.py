@@ -131,9 +131,10 @@ def resolve_source(source: str, *, cache_dir: Path | str | None = None, progress
     from the package data."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else None
     path = Path(source).expanduser()
+    named = next((e for e in _load() if e.name == source), None)
     if path.is_file():
         return ResolvedSource(path=path)
-    if path.is_dir():
+    if path.is_dir() and (named is None or (path / RUN_GENERATOR).is_file()):
         from stylelens.scratch.train import run_generator_path
 
         return ResolvedSource(path=run_generator_path(path))
@@ -141,10 +142,14 @@ def resolve_source(source: str, *, cache_dir: Path | str | None = None, progress
         entry = next((e for e in _load() if e.url == source), None)
         sha = entry.sha256 if entry else None
         return ResolvedSource(fetch_cached(source, sha256=sha, root=root, progress=progress), entry, source)
-    entry = next((e for e in _load() if e.name == source), None)
-    if entry is None:
+    if named is None:
         raise StylelensError(f"no network {source!r}: not a file, not an http(s) URL, and not a registry name "
                              f"(known: {_known()})")
+    return resolve_entry(named, root=root, progress=progress)
+
+
+def resolve_entry(entry: RegistryEntry, *, root: Path | None = None, progress: bool = True) -> ResolvedSource:
+    """The local file of a registry entry: shipped in the package, or fetched into the download cache."""
     if entry.embedded:
         local = entry.local_path()
         if not local.is_file():
