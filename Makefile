@@ -3,7 +3,7 @@
 PYTHON ?= python3
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench gallery clean
 
 # setup.cfg is the only build configuration (the layout keeps no pyproject.toml or setup.py, which pip's
 # front end insists on), so the editable wheel is built with setuptools' own PEP 660 hook, then installed.
@@ -24,6 +24,21 @@ test:
 
 bench:
 	$(PYTHON) -m stylelens.bench --out bench/results
+
+# The README's pictures of the embedded demo network (checkpoints/gallery/); RUN is its training run folder.
+RUN ?= runs/demo
+gallery:
+	stylelens mix --rows 1,2,3,4,5 --cols 6,7,8,9,10 --preset coarse --labels --outdir out/gallery/coarse
+	stylelens mix --rows 1,2,3,4,5 --cols 6,7,8,9,10 --preset fine --labels --outdir out/gallery/fine
+	stylelens activations --seeds 3 --outdir out/gallery/activations
+	stylelens weights --layer synthesis.b8.conv1 --png out/gallery/weights.png
+	mkdir -p checkpoints/gallery
+	cp out/gallery/coarse/grid_labeled.png checkpoints/gallery/mix_coarse.png
+	cp out/gallery/fine/grid_labeled.png checkpoints/gallery/mix_fine.png
+	cp out/gallery/activations/seed0003/overview.png checkpoints/gallery/blocks.png
+	cp out/gallery/weights.png checkpoints/gallery/weights.png
+	$(PYTHON) -m stylelens.demo_network strip $(RUN) checkpoints/gallery/training.png
+	cp $(RUN)/losses.png checkpoints/gallery/losses.png
 
 clean:
 	rm -rf build out bench/results .pytest_cache

@@ -254,11 +254,30 @@ def conv_flops_per_image(G: Any) -> dict[str, float]:
     return dict(executed=float(executed), nominal=float(nominal))
 
 
+def random_networks(G_kwargs: dict, D_kwargs: dict, seed: int, w_avg_samples: int = 4096) -> tuple:
+    """G and D with seeded random weights, tuned so images are not flat: small noise strengths, toned-down toRGB
+    weights, and a real w_avg (the mean of mapped samples) so truncation does something."""
+    import torch
+
+    from stylelens.vendor.stylegan2_ada.networks import Discriminator, Generator
+
+    torch.manual_seed(seed)
+    G = Generator(**G_kwargs)
+    D = Discriminator(**D_kwargs)
+    with torch.no_grad():
+        for name, param in G.named_parameters():
+            if name.endswith('noise_strength'):
+                param.copy_(0.05 * torch.randn([]).abs())
+            elif name.endswith('torgb.weight'):
+                param.mul_(0.3)
+        G.mapping.w_avg.copy_(G.mapping(torch.randn([w_avg_samples, G.z_dim]), None)[:, 0].mean(dim=0))
+    return G.eval().requires_grad_(False), D.eval().requires_grad_(False)
+
+
 def worker_build(args: argparse.Namespace) -> dict[str, Any]:
     """Build the paper256-scale snapshot (G, D, G_ema) from the fixed seed and write it in the official layout."""
     import copy
 
-    from stylelens.demo_network import random_networks
     from stylelens.loading.official_writer import dump_snapshot
 
     start = time.perf_counter()

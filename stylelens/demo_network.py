@@ -1,48 +1,73 @@
-"""Build the embedded demo network: a small StyleGAN2 with fixed-seed random weights (not trained).
+"""The embedded demo network: a 32x32 StyleGAN2 that stylelens trained on its procedural shapes set.
 
-It stands in until a trained demo exists, so every command runs offline from a fresh clone. Rebuild it with
-`python -m stylelens.demo_network checkpoints/demo.pkl`; the same seed gives the same tensors.
+`python -m stylelens.demo_network export RUN [OUT]` exports a `stylelens train --model stylegan2-small` run folder
+as the demo (default OUT: checkpoints/demo.pkl): the run's official-format snapshot (G, D, G_ema) with the training
+command and length recorded in `training_set_kwargs`. `python -m stylelens.demo_network strip RUN OUT` draws the
+README's training-progress strip from the run's per-epoch sample grids.
 """
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
-import torch
+import numpy as np
+from PIL import Image
 
+from stylelens.loading.network import load_network
 from stylelens.loading.official_writer import dump_snapshot
-from stylelens.vendor.stylegan2_ada.networks import Discriminator, Generator
+from stylelens.scratch.train import SNAPSHOT
+from stylelens.viz import new_figure, save_figure
 
-DEMO_SEED = 20261123
-G_KWARGS = dict(z_dim=128, w_dim=128, c_dim=0, img_resolution=64, img_channels=3,
-                mapping_kwargs=dict(num_layers=4),
-                synthesis_kwargs=dict(channel_base=4096, channel_max=64, num_fp16_res=0, conv_clamp=256))
-D_KWARGS = dict(c_dim=0, img_resolution=64, img_channels=3, channel_base=4096, channel_max=64, conv_clamp=256,
-                epilogue_kwargs=dict(mbstd_group_size=4))
+TRAIN_COMMAND = ('stylelens train --model stylegan2-small --data shapes:50000 --g-width 32 --d-width 32 '
+                 '--batch 32 --precision fp32 --epochs 40 --seed 0 --outdir runs/demo')
 
 
-def random_networks(G_kwargs: dict, D_kwargs: dict, seed: int, w_avg_samples: int = 4096) -> tuple:
-    """G and D with seeded random weights, tuned so images are not flat: small noise strengths, toned-down toRGB
-    weights, and a real w_avg (the mean of mapped samples) so truncation does something."""
-    torch.manual_seed(seed)
-    G = Generator(**G_kwargs)
-    D = Discriminator(**D_kwargs)
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if name.endswith('noise_strength'):
-                param.copy_(0.05 * torch.randn([]).abs())
-            elif name.endswith('torgb.weight'):
-                param.mul_(0.3)
-        G.mapping.w_avg.copy_(G.mapping(torch.randn([w_avg_samples, G.z_dim]), None)[:, 0].mean(dim=0))
-    return G.eval().requires_grad_(False), D.eval().requires_grad_(False)
+def run_record(run: Path) -> dict:
+    """What the run did, from its logs: images seen and the wall time of every part it was trained in."""
+    steps = (run / 'steps.csv').read_text().splitlines()
+    last_step = int(steps[-1].split(',')[0]) if len(steps) > 1 else 0
+    config = json.loads((run / 'manifest.json').read_text())['options'] if (run / 'manifest.json').is_file() else {}
+    return dict(images_seen=last_step * int(config.get('batch', 32)), steps=last_step)
 
 
-def build_demo_snapshot(seed: int = DEMO_SEED) -> dict:
-    """G, D, G_ema (= G) with random weights, in the snapshot layout."""
-    G, D = random_networks(G_KWARGS, D_KWARGS, seed)
-    return dict(G=G, D=D, G_ema=G, augment_pipe=None,
-                training_set_kwargs=dict(class_name=None, resolution=64, use_labels=False,
-                                         note='random weights, not trained'))
+def export_demo(run: str | Path, out: str | Path = 'checkpoints/demo.pkl', hours: float | None = None) -> Path:
+    """Write the run's snapshot as the demo network, with how it was trained."""
+    run = Path(run)
+    nets = load_network(run / SNAPSHOT, progress=False)
+    kwargs = dict(nets['training_set_kwargs'] or {})
+    kwargs.update(class_name=None, resolution=nets['G_ema'].img_resolution, use_labels=False,
+                  command=TRAIN_COMMAND, **run_record(run),
+                  note='stylelens demo: StyleGAN2 trained on procedural shapes (see README)')
+    if hours is not None:
+        kwargs['train_hours'] = hours
+    dump_snapshot(dict(G=nets['G'], D=nets['D'], G_ema=nets['G_ema'], augment_pipe=None, training_set_kwargs=kwargs),
+                  out)
+    return Path(out)
+
+
+def training_strip(run: str | Path, out: str | Path, panels: int = 6, cells: int = 4) -> Path:
+    """The top-left `cells` x `cells` samples of evenly spaced epoch grids (first and last included), side by side
+    with the images seen under each."""
+    run = Path(run)
+    grids = sorted((run / 'samples').glob('epoch*.png'))
+    picks = [grids[round(i * (len(grids) - 1) / (panels - 1))] for i in range(panels)]
+    options = json.loads((run / 'manifest.json').read_text())['options']
+    batch, grid = int(options['batch']), int(options['grid'])
+    steps_per_epoch = run_record(run)['steps'] / max(int(grids[-1].stem[5:]), 1)
+    fig = new_figure(2.2 * panels, 2.6)
+    for idx, path in enumerate(picks, start=1):
+        image = np.asarray(Image.open(path))
+        side = image.shape[0] // grid
+        ax = fig.add_subplot(1, panels, idx)
+        ax.imshow(image[:side * cells, :side * cells], interpolation='nearest')
+        ax.set_title(f'{int(path.stem[5:]) * steps_per_epoch * batch / 1000:.0f} kimg', fontsize='small')
+        ax.axis('off')
+    return save_figure(fig, Path(out), tight=True)
 
 
 if __name__ == '__main__':
-    dump_snapshot(build_demo_snapshot(), sys.argv[1] if len(sys.argv) > 1 else 'checkpoints/demo.pkl')
+    commands = {'export': export_demo, 'strip': training_strip}
+    if len(sys.argv) < 3 or sys.argv[1] not in commands:
+        sys.exit('usage: python -m stylelens.demo_network export RUN [OUT] | strip RUN OUT')
+    commands[sys.argv[1]](*sys.argv[2:4])

@@ -31,7 +31,8 @@ def test_rows_cover_every_hook_point_with_shapes_and_counts():
 def test_arch_cli(tmp_path):
     run = lambda *a: subprocess.run(['stylelens', 'arch', *a], cwd=tmp_path, capture_output=True, text=True)
     result = run('--part', 'synthesis', '--depth', '1')
-    assert result.returncode == 0 and '(b64): SynthesisBlock' in result.stdout and 'conv0' not in result.stdout
+    assert result.returncode == 0 and '(b32): SynthesisBlock' in result.stdout and 'conv0' not in result.stdout
+    assert '(b64)' not in result.stdout  # b32 is the demo's last block
     rows = json.loads(run('--part', 'D', '--json').stdout)
     assert rows[0]['class_name'] == 'Discriminator' and any(r['name'] == 'b4.mbstd' for r in rows)
     bad = run('--part', 'E')

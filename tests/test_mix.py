@@ -106,10 +106,10 @@ def test_mix_cli_modes_and_errors(tmp_path):
     names = {p.name for p in (tmp_path / 'grid').iterdir()}
     assert {'grid.png', 'grid_labeled.png', 'manifest.json', '1-2.png', 'proj.1-3.png', 'proj.0-proj.0.png',
             '3-3.png'} <= names
-    result = run('mix', '--base', '85', '--source', 'b4,b8=seed:12', '--source', 'b32-b64=w:proj.npy',
+    result = run('mix', '--base', '85', '--source', 'b4,b8=seed:12', '--source', 'b16-b32=w:proj.npy',
                  '--outdir', 'donors', cwd=tmp_path)
     assert result.returncode != 0 and 'exactly one' in result.stderr
-    result = run('mix', '--base', '85', '--source', 'b4,b8=seed:12', '--source', 'b32-b64=w:proj.npy@1',
+    result = run('mix', '--base', '85', '--source', 'b4,b8=seed:12', '--source', 'b16-b32=w:proj.npy@1',
                  '--outdir', 'donors', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {'base.png', 'donor0_12.png', 'donor1_proj.1.png', 'mix.png', 'strip.png'} <= \
@@ -119,8 +119,8 @@ def test_mix_cli_modes_and_errors(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'study' / 'study.png').is_file() and (tmp_path / 'study' / 'set2_fine' / 'grid.png').is_file()
     np.save(tmp_path / 'bad.npy', np.zeros([2, 7], dtype=np.float32))
-    for args, message in [(['--rows', '1', '--cols', '2', '--blocks', 'b4,b9'], 'blocks: b4, b8, b16, b32, b64'),
-                          (['--rows', '1', '--cols', '2', '--styles', '0-12'], 'valid: 0-9'),
+    for args, message in [(['--rows', '1', '--cols', '2', '--blocks', 'b4,b9'], 'blocks: b4, b8, b16, b32)'),
+                          (['--rows', '1', '--cols', '2', '--styles', '0-12'], 'valid: 0-7'),
                           (['--rows', '1', '--cols', 'w:bad.npy'], 'w_dim'),
                           (['--base', '1', '--source', 'b4,b8=seed:2', '--source', 'b8=seed:3'], 'both supply'),
                           (['--rows', '1', '--cols', '2', '--styles', '0', '--preset', 'fine'], 'only one')]:

@@ -62,7 +62,10 @@ def test_demo_entry() -> None:
     assert demo.embedded and demo.path == "demo.pkl" and demo.local_path().is_file()
     G = load_generator(demo.local_path())
     assert (demo.resolution, demo.c_dim, demo.img_channels) == (G.img_resolution, G.c_dim, G.img_channels)
-    assert "random weights" in demo.description.lower() and "not trained" in demo.description.lower()
+    description = demo.description.lower()
+    assert "trained" in description and "shapes" in description
+    assert "random weights" not in description and "not trained" not in description
+    assert demo.resolution == 32 and "32x32" in description
 
 
 def test_unknown_name_lists_known_names() -> None:
@@ -120,3 +123,16 @@ def test_networks_command_json() -> None:
 def test_networks_help_has_example() -> None:
     result = CliRunner().invoke(networks, ["--help"])
     assert "stylelens networks --json" in result.output
+
+
+def test_a_folder_named_like_a_registry_entry_does_not_shadow_it(tmp_path: Path, monkeypatch) -> None:
+    """`--network demo` (and the default) in a directory that happens to hold a `demo/` folder still mean the
+    registry's demo; a folder with a generator.pt is a train run and wins, as an explicit path should."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'demo').mkdir()
+    shipped = get_entry('demo').local_path()
+    assert resolve_source('demo').path == shipped
+    assert load_generator().img_resolution == load_generator('demo').img_resolution
+    (tmp_path / 'other_dir').mkdir()
+    with pytest.raises(StylelensError, match='not a stylelens train run'):
+        resolve_source('other_dir')

@@ -38,12 +38,12 @@ def same_bits(array: np.ndarray, tensor: torch.Tensor) -> bool:
 
 
 def test_layer_to_npy_and_png_with_manifest(tmp_path, demo):
-    result = run_cli(tmp_path, '--layer', 'b64.conv1', '--out', 'w.npy', '--png', 'w.png')
+    result = run_cli(tmp_path, '--layer', 'b32.conv1', '--out', 'w.npy', '--png', 'w.png')
     assert result.returncode == 0, result.stderr
-    assert 'synthesis.b64.conv1.weight' in result.stdout
-    assert 'Feature map size is (64, 64, 3, 3)' in result.stdout
+    assert 'synthesis.b32.conv1.weight' in result.stdout
+    assert 'Feature map size is (32, 32, 3, 3)' in result.stdout
     assert 'near zero (|x| < 1e-3 * max|x|' in result.stdout
-    assert same_bits(np.load(tmp_path / 'w.npy'), demo['G_ema'].synthesis.b64.conv1.weight)
+    assert same_bits(np.load(tmp_path / 'w.npy'), demo['G_ema'].synthesis.b32.conv1.weight)
     with Image.open(tmp_path / 'w.png') as image:
         image.verify()
     manifest = json.loads((tmp_path / 'w.manifest.json').read_text())
@@ -76,12 +76,12 @@ def test_discriminator_param_printed_in_full(tmp_path, demo):
 
 
 def test_unknown_layer_names_close_matches(tmp_path):
-    line = assert_one_line_error(run_cli(tmp_path, '--layer', 'b64.conv9'))
-    assert 'b64.conv9' in line and 'close matches' in line and 'synthesis.b64.conv1' in line
+    line = assert_one_line_error(run_cli(tmp_path, '--layer', 'b32.conv9'))
+    assert 'b32.conv9' in line and 'close matches' in line and 'synthesis.b32.conv1' in line
 
 
 def test_unknown_param_lists_the_layers_tensors(tmp_path):
-    line = assert_one_line_error(run_cli(tmp_path, '--layer', 'synthesis.b64.conv1', '--param', 'gamma'))
+    line = assert_one_line_error(run_cli(tmp_path, '--layer', 'synthesis.b32.conv1', '--param', 'gamma'))
     assert "'gamma'" in line and 'weight, noise_strength, bias' in line
 
 
