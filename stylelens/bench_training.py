@@ -8,9 +8,10 @@ the same synthetic data (uniform noise in [-1, 1], no dataset), it times steady-
 * **plain**: the loop a homework would write: fp32, contiguous tensors, ``opt.zero_grad()``, BCE-with-logits on
   D(real) vs 1 and D(G(z).detach()) vs 0, then the G step on the same fake images (the PyTorch DCGAN tutorial);
 * **stylelens**: the step `stylelens train` runs (`make_step` on a `Run` built as `train()` builds it), in each
-  precision `train` offers on the device (CPU: fp32 and bf16, the latter with channels_last, as `train` does);
-* with ``--explore`` (not part of ``make bench``), variants that `train` does not offer: fp16 autocast (no grad
-  scaling: an upper bound on its speed), bf16 without channels_last, channels_last alone in fp32,
+  precision `train` offers (fp32, bf16 and fp16 with its loss scaler, mixed precision with channels_last, as `train`
+  does);
+* with ``--explore`` (not part of ``make bench``), variants that `train` does not offer: bf16 without
+  channels_last, channels_last alone in fp32,
   ``torch.compile`` with default options, and ``torch.compile(dynamic=False)`` at 32x32 too;
 
 and, at 64x64 (`Settings.compile_resolutions`), the stylelens step in the precision ``--precision auto`` picks (bf16
@@ -128,8 +129,6 @@ def cases_for(resolution: int, settings: Settings, device: str) -> list[Case]:
         cases.append(Case('stylelens', auto, compile='static'))
     if settings.explore:
         cases += [Case('stylelens', 'fp32', layout='channels_last'), Case('stylelens', 'bf16', layout='contiguous')]
-        if 'fp16' not in offered_precisions():
-            cases.append(Case('stylelens', 'fp16', layout='channels_last'))
         if resolution not in settings.compile_resolutions:
             cases.append(Case('stylelens', auto, compile='static'))
         cases.append(Case('stylelens', auto, compile='default'))
@@ -191,32 +190,24 @@ def plain_loop(resolution: int, batch: int, device: Any) -> Any:
 def stylelens_step(case: Case, resolution: int, batch: int, device_name: str) -> tuple[Any, dict[str, Any]]:
     """`stylelens train`'s step for `case`, its Run built as `train()` builds it (config resolved, G and D seeded and
     built by `_build`, optimizers by `_new_run`, the step by `make_step`); returns `step(real) -> (loss_d, loss_g)`
-    and what was built. Layouts, fp16 and compilation that train does not offer are applied on top."""
+    and what was built. Layouts and compilation that train does not offer are applied on top."""
     import torch
 
     from stylelens.scratch import train as st
 
-    precision = case.precision if case.precision in st.PRECISIONS else 'fp32'
+    precision = case.precision
     config = st.resolve_config(st.TrainConfig(model=MODEL, data='synthetic', batch=batch, resolution=resolution,
                                               precision=precision, device=device_name, seed=SEED))
     device = st.pick_device(config.device)
     precision = st.resolve_precision(config.precision, device)
     dataset = SimpleNamespace(resolution=resolution, channels=CHANNELS, num_classes=0)
     kwargs = st.build_kwargs(config, dataset)
-    channels_last = precision != 'fp32' if case.layout == 'train' else case.layout == 'channels_last'
-    G, D = st._build(config, kwargs, device, channels_last)
+    layouts = dict(train=st.memory_format(precision), channels_last=torch.channels_last,
+                   contiguous=torch.contiguous_format)
+    G, D = st._build(config, kwargs, device, layouts[case.layout])
     run = st._new_run(config, G, D, kwargs, torch.amp.GradScaler(device.type, enabled=precision == 'fp16'))
-    step = st.make_step(run, dataset.num_classes, device, precision)
-    if case.layout == 'train' and (step.memory_format == torch.channels_last) != channels_last:
-        raise RuntimeError(f'train() no longer builds {precision} networks channels_last exactly when its step feeds '
-                           f'channels_last batches: update the layout rule in bench_training.stylelens_step')
-    if case.precision != precision:  # fp16 where train does not offer it: autocast to float16, no grad scaling
-        def fp16() -> Any:
-            return torch.autocast(device_type=device.type, dtype=torch.float16)
-        step = dataclasses.replace(step, autocast=fp16, critic_autocast=fp16)
-    if case.layout != 'train':
-        step = dataclasses.replace(step, memory_format=torch.channels_last if channels_last
-                                   else torch.contiguous_format)
+    step = dataclasses.replace(st.make_step(run, dataset.num_classes, device, precision),
+                               memory_format=layouts[case.layout])
     if case.compile != 'none':
         options = dict(dynamic=False) if case.compile == 'static' else {}
         run.G, run.D = torch.compile(run.G, **options), torch.compile(run.D, **options)
@@ -226,7 +217,8 @@ def stylelens_step(case: Case, resolution: int, batch: int, device_name: str) ->
         metrics = step([(real, labels)])
         return metrics['loss_d'], metrics['loss_g']
 
-    return call, dict(precision=case.precision, train_precision=precision, channels_last=channels_last,
+    return call, dict(precision=precision,
+                      channels_last=layouts[case.layout] == torch.channels_last,
                       memory_format=str(step.memory_format))
 
 

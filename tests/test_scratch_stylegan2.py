@@ -21,9 +21,9 @@ from stylelens.vendor.stylegan2_ada import ops
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-def tiny(outdir_data: str = 'shapes:64', **options) -> TrainConfig:
+def tiny(data: str = 'shapes:64', **options) -> TrainConfig:
     """Seconds-long: 16x16, widths 8, batch 8, 3 steps per epoch, R1 every 16 steps (so on the first)."""
-    defaults = dict(model='stylegan2-small', data=outdir_data, epochs=1, batch=8, resolution=16, g_width=8,
+    defaults = dict(model='stylegan2-small', data=data, epochs=1, batch=8, resolution=16, g_width=8,
                     d_width=8, map_depth=2, precision='fp32', device='cpu', grid=2, max_steps=3)
     return TrainConfig(**{**defaults, **options})
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylelens.errors import StylelensError
+from stylelens.scratch.losses import _accuracies
 from stylelens.vendor.stylegan2_ada.networks import Discriminator, Generator
 
 MODEL = 'stylegan2-small'
@@ -80,11 +81,6 @@ def make_ema(G: nn.Module) -> nn.Module:
     return copy.deepcopy(G).eval().requires_grad_(False)
 
 
-def _accuracies(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, float]:
-    """How often D calls real images real (logit > 0) and fake images fake."""
-    return dict(acc_real=float((real_logits > 0).float().mean()), acc_fake=float((fake_logits < 0).float().mean()))
-
-
 @dataclass
 class StyleGAN2Step:
     """One StyleGAN2 step: a D update (plus R1 every R1_INTERVAL steps), a G update with style mixing, the EMA."""
@@ -127,7 +123,8 @@ class StyleGAN2Step:
         loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        metrics = dict(loss_d=float(loss.detach()), **_accuracies(real_logits.detach(), fake_logits.detach()))
+        accuracies = _accuracies(real_logits.detach(), fake_logits.detach())
+        metrics = dict(loss_d=float(loss.detach()), **{k: float(v) for k, v in accuracies.items()})
         if self.r1_gamma > 0 and self.steps_done() % R1_INTERVAL == 0:
             metrics['r1'] = self.r1_penalty(real)
         self.opt_d.step()
@@ -147,8 +144,7 @@ class StyleGAN2Step:
         """softplus(-D(G(z))) with style mixing; D is frozen; then G_ema follows G."""
         self.D.requires_grad_(False)
         with self.autocast():
-            fake = self.G.synthesis(self.ws(batch, update_emas=True))
-            logits = self.D(fake, None).float()
+            logits = self.D(self.generate(batch, update_emas=True), None).float()
         loss = F.softplus(-logits).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()

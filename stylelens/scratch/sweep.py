@@ -123,13 +123,13 @@ def run_setting(config: TrainConfig, rundir: Path, progress: bool) -> str:
 
 def final_losses(rundir: Path) -> dict[str, float]:
     """The last epoch's mean losses from `epochs.csv`."""
-    last = read_epochs(rundir)[-1]
+    last = read_log(rundir, 'epochs.csv')[-1]
     return {k: last[k] for k in LOSSES}
 
 
-def read_epochs(rundir: Path) -> list[dict[str, float]]:
-    """A run's `epochs.csv` as rows of floats."""
-    with open(rundir / 'epochs.csv', newline='') as f:
+def read_log(rundir: Path, name: str) -> list[dict[str, float]]:
+    """One of a run's CSV logs (`epochs.csv`, `fid.csv`) as rows of floats."""
+    with open(rundir / name, newline='') as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
@@ -167,8 +167,7 @@ def make_scorer(classifier_path: Path, data: str, num: int, device: str) -> Scor
 
 def read_fid(rundir: Path) -> dict[str, float]:
     """A run's final FID, its best FID and the epoch of the best, from `fid.csv`."""
-    with open(rundir / 'fid.csv', newline='') as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    rows = read_log(rundir, 'fid.csv')
     best = min(rows, key=lambda row: row['fid'])
     return {FID_NAME: rows[-1]['fid'], 'fid_min': best['fid'], 'fid_best_epoch': int(best['epoch'])}
 
@@ -220,7 +219,7 @@ def curves_figure(rows: list[dict[str, Any]], outdir: Path, path: Path) -> Path:
     fig = new_figure(8, 4)
     ax = fig.add_subplot()
     for row in rows:
-        epochs = read_epochs(outdir / row['run'])
+        epochs = read_log(outdir / row['run'], 'epochs.csv')
         line, = ax.plot([e['epoch'] for e in epochs], [e['loss_g'] for e in epochs], 'o-', label=row['setting'])
         ax.plot([e['epoch'] for e in epochs], [e['loss_d'] for e in epochs], 'o--', color=line.get_color())
     ax.set(xlabel='epoch', ylabel='loss', title='per-epoch losses (solid G, dashed D)')
@@ -233,9 +232,8 @@ def fid_curves_figure(rows: list[dict[str, Any]], outdir: Path, path: Path) -> P
     fig = new_figure(8, 4)
     ax = fig.add_subplot()
     for row in rows:
-        with open(outdir / row['run'] / 'fid.csv', newline='') as f:
-            points = [(int(r['epoch']), float(r['fid'])) for r in csv.DictReader(f)]
-        ax.plot(*zip(*points), 'o-', label=row['setting'])
+        points = read_log(outdir / row['run'], 'fid.csv')
+        ax.plot([int(p['epoch']) for p in points], [p['fid'] for p in points], 'o-', label=row['setting'])
     ax.set(xlabel='epoch', ylabel='FID', title='FID per epoch (lower is better)')
     ax.legend(fontsize='small')
     return save_figure(fig, path, tight=True)
