@@ -3,7 +3,7 @@
 PYTHON ?= python3
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install demo test bench gallery clean
+.PHONY: install demo test bench gallery demo-train clean
 
 # setup.cfg is the only build configuration (the layout keeps no pyproject.toml or setup.py, which pip's
 # front end insists on), so the editable wheel is built with setuptools' own PEP 660 hook, then installed.
@@ -39,6 +39,13 @@ gallery:
 	cp out/gallery/weights.png checkpoints/gallery/weights.png
 	$(PYTHON) -m stylelens.demo_network strip $(RUN) checkpoints/gallery/training.png
 	cp $(RUN)/losses.png checkpoints/gallery/losses.png
+
+# Continue the demo network's training to EPOCHS epochs in RUN, from the shipped checkpoints/demo-train.pt (then from
+# RUN's own); `python -m stylelens.demo_network export $(RUN)` re-exports demo.pkl and demo-train.pt from it.
+EPOCHS ?= 30
+DEVICE ?= auto
+demo-train:
+	$(PYTHON) -m stylelens.demo_network train $(RUN) $(EPOCHS) $(DEVICE)
 
 clean:
 	rm -rf build out bench/results .pytest_cache

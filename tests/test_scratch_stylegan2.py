@@ -117,6 +117,40 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_shared_checkpoint_continues_in_a_new_folder_as_if_never_stopped(tmp_path):
+    whole = train(tiny(epochs=2), tmp_path / 'whole', progress=False)
+    train(tiny(epochs=1), tmp_path / 'part', progress=False)
+    shared = tmp_path / 'shared.pt'
+    shared.write_bytes((tmp_path / 'part' / 'checkpoints' / 'last.pt').read_bytes())
+    moved = train(tiny(epochs=2), tmp_path / 'moved', resume_from=shared, progress=False)
+    assert whole['final_metrics'] == moved['final_metrics']
+    a = torch.load(tmp_path / 'whole' / 'generator.pt', weights_only=True)['state_dict']
+    b = torch.load(tmp_path / 'moved' / 'generator.pt', weights_only=True)['state_dict']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(StylelensError, match='already holds a training run'):
+        train(tiny(epochs=3), tmp_path / 'moved', resume_from=shared, progress=False)
+    with pytest.raises(StylelensError, match='--resume-from'):
+        train(tiny(epochs=3), tmp_path / 'part', resume=True, resume_from=shared, progress=False)
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (print, ('this must never be printed',))
+
+
+def test_checkpoints_are_read_weights_only_and_anything_else_is_refused(tmp_path, capsys):
+    evil = tmp_path / 'evil.pt'
+    torch.save(dict(G={}, config={}, payload=_RunsCodeWhenUnpickled()), evil)
+    with pytest.raises(StylelensError, match='weights_only=True refused it.*nothing in it was run'):
+        train(tiny(), tmp_path / 'run', resume_from=evil, progress=False)
+    assert 'never be printed' not in capsys.readouterr().out
+    torch.save(dict(weights=torch.zeros(2)), tmp_path / 'other.pt')
+    result = run_stylelens('train', '--model', 'stylegan2-small', '--data', 'shapes:64', '--outdir',
+                           str(tmp_path / 'cli'), '--resume-from', str(tmp_path / 'other.pt'))
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert 'not a stylelens training checkpoint' in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize('options,message', [
     (dict(loss='hinge'), '--loss hinge'),
     (dict(optimizer='rmsprop'), '--optimizer rmsprop'),
@@ -132,3 +166,17 @@ def test_stylegan2_refuses_options_it_does_not_train_with(tmp_path, options, mes
 def test_stylegan2_options_are_refused_for_other_models(tmp_path):
     with pytest.raises(StylelensError, match='--r1-gamma and --ema-kimg'):
         train(tiny(model='dcgan', r1_gamma=1.0), tmp_path / 'run', progress=False)
+
+
+def test_demo_export_ships_the_network_and_a_checkpoint_that_training_continues_from(tmp_path):
+    from stylelens import demo_network
+    train(tiny(epochs=1), tmp_path / 'run', progress=False)
+    out = demo_network.export_demo(tmp_path / 'run', tmp_path / 'ship' / 'demo.pkl', hours=0.1)
+    record = load_network(out)['training_set_kwargs']
+    assert record['steps'] == 3 and record['images_seen'] == 24 and record['train_hours'] == 0.1
+    shipped = tmp_path / 'ship' / demo_network.TRAIN_CHECKPOINT
+    continued = demo_network.continue_training(tmp_path / 'more', 2, 'cpu', shipped=shipped)
+    assert continued['steps'] == 6
+    assert demo_network.continue_training(tmp_path / 'more', 3, 'cpu', shipped=tmp_path / 'gone.pt')['steps'] == 9
+    with pytest.raises(StylelensError, match='no demo training checkpoint'):
+        demo_network.continue_training(tmp_path / 'new', 2, 'cpu', shipped=tmp_path / 'gone.pt')

@@ -69,12 +69,14 @@ network-snapshot.pkl, an official-format pickle). Ctrl-C saves a checkpoint firs
 @click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="RUN",
               help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN from its last checkpoint.")
+@click.option("--resume-from", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Continue the run whose checkpoint (last.pt) FILE is, in the new folder RUN.")
 def train(model: str, data: str, loss: str | None, epochs: int, batch: int, lr: float, lr_d: float | None,
           betas: str | None, optimizer: str, lr_schedule: str, n_critic: int | None, gp_weight: float,
           resolution: int, d_norm: str | None, map_depth: int, g_depth: int, g_width: int, d_width: int, grid: int,
           seed: int, precision: str, device: str, max_steps: int | None, r1_gamma: float | None,
           ema_kimg: float | None, style_mixing: float, fid_every: int, fid_num: int, inception: str | None,
-          outdir: Path, resume: bool) -> None:
+          outdir: Path, resume: bool, resume_from: Path | None) -> None:
     """Train a GAN from scratch, with sample grids per epoch, CSV logs, plots and resumable checkpoints."""
     config = TrainConfig(model=model, data=data, loss=loss, epochs=epochs, batch=batch, lr=lr, lr_d=lr_d,
                          betas=parse_betas(betas) if betas else None, optimizer=optimizer, lr_schedule=lr_schedule,
@@ -82,7 +84,7 @@ def train(model: str, data: str, loss: str | None, epochs: int, batch: int, lr: 
                          map_depth=map_depth, g_depth=g_depth, g_width=g_width, d_width=d_width, precision=precision,
                          device=device, grid=grid, max_steps=max_steps, r1_gamma=r1_gamma, ema_kimg=ema_kimg,
                          style_mixing=style_mixing, fid_every=fid_every, fid_num=fid_num, inception=inception)
-    summary = run_training(config, outdir, resume=resume)
+    summary = run_training(config, outdir, resume=resume, resume_from=resume_from)
     metrics = summary["final_metrics"]
     click.echo(f"{summary['steps']} steps on {summary['device']} ({summary['precision']}) in "
                f"{summary['wall_time_s']:.1f} s; last epoch d={metrics.get('loss_d', float('nan')):.4g} "

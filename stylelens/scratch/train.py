@@ -3,8 +3,9 @@
 A step is `n_critic` discriminator updates (one real batch each) followed by one generator update. Metrics go
 to `steps.csv` every step and `epochs.csv` every epoch; `checkpoints/last.pt` is rewritten after every epoch
 (and on Ctrl-C), holding everything needed to continue bit-for-bit: weights, optimizers, schedulers, RNG state,
-the position in the epoch and the metric history. Beside it `generator.pt` holds only G's weights and build options
-as plain data, so `--network RUN` loads it with `torch.load(weights_only=True)` and never unpickles `last.pt`.
+the position in the epoch and the metric history, as tensors and plain data only, so `--resume` reads it with
+`torch.load(weights_only=True)` and a checkpoint can be shared (`--resume-from FILE` continues someone else's run in a
+new folder). Beside it `generator.pt` holds only G's weights and build options, which `--network RUN` loads.
 """
 from __future__ import annotations
 
@@ -446,13 +447,22 @@ def _rebuild_generator(payload: dict[str, Any], file: Path) -> nn.Module:
     return G
 
 
-def load_checkpoint(outdir: Path) -> dict[str, Any]:
-    """Read `checkpoints/last.pt` of the run folder the user named; full unpickling is acceptable only because
-    this file is one that `train` itself wrote there."""
-    path = outdir / CHECKPOINT
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A `last.pt` training checkpoint, read with `torch.load(weights_only=True)`: tensors and plain data only, so a
+    checkpoint from elsewhere can run nothing; anything else is refused in one line."""
     if not path.is_file():
-        raise StylelensError(f'--resume: no checkpoint at {path} (start without --resume)')
-    return torch.load(path, map_location='cpu', weights_only=False)
+        raise StylelensError(f'no training checkpoint at {path} (start without --resume)')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # whatever the weights-only unpickler rejects, and why, varies by torch version
+        raise StylelensError(f'{path} is not a loadable stylelens training checkpoint (torch.load with '
+                             f'weights_only=True refused it: {_refusal(error)}); nothing in it was run') from None
+    if not isinstance(state, dict) or not isinstance(state.get('config'), dict) or 'G' not in state:
+        raise StylelensError(f'{path} is a torch file but not a stylelens training checkpoint (written as '
+                             f'RUN/{CHECKPOINT.as_posix()} by stylelens train)')
+    return state
 
 
 def _check_resume(config: TrainConfig, saved: dict[str, Any]) -> None:
@@ -758,7 +768,8 @@ def _finish_epoch(run: Run, outdir: Path, grid: Callable[[], np.ndarray], scorer
 
 
 def _prepare_outdir(outdir: Path, resume: bool) -> Path:
-    """Create the run folder; starting afresh over an existing run is refused instead of silently overwriting."""
+    """Create the run folder; starting (or continuing a shared checkpoint) over an existing run is refused instead
+    of silently overwriting it."""
     outdir = ensure_outdir(outdir)
     if not resume and (outdir / CHECKPOINT).exists():
         raise StylelensError(f'{outdir} already holds a training run: pass --resume to continue it or choose '
@@ -781,13 +792,19 @@ def _new_run(config: TrainConfig, G: nn.Module, D: nn.Module, kwargs: dict[str, 
                G_ema=G_ema, scaler=scaler)
 
 
-def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progress: bool = True,
+          resume_from: str | Path | None = None) -> dict[str, Any]:
     """Train `config.model` on `config.data`, writing samples, logs, plots, checkpoints and a manifest to
-    `outdir`; with `resume`, continue from its last checkpoint. Returns a summary of the run."""
+    `outdir`; with `resume`, continue from its last checkpoint; with `resume_from`, continue the run whose
+    checkpoint file that is, in the new folder `outdir`. Returns a summary of the run."""
     start = time.perf_counter()
     config = resolve_config(config)
+    if resume and resume_from is not None:
+        raise StylelensError('--resume continues the run in --outdir and --resume-from FILE a checkpoint elsewhere: '
+                             'pass one of them')
     outdir = _prepare_outdir(Path(outdir), resume)
-    saved = load_checkpoint(outdir) if resume else None
+    checkpoint = outdir / CHECKPOINT if resume else Path(resume_from) if resume_from is not None else None
+    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None:
         _check_resume(config, saved['config'])
     device = pick_device(config.device)
