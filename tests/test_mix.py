@@ -127,6 +127,10 @@ def test_mix_cli_modes_and_errors(tmp_path):
         result = run('mix', *args, '--outdir', 'err', cwd=tmp_path)
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert 'Traceback' not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / 'err').exists(), 'bad input must leave no output folder behind'
+    result = run('mix-study', '--rows', '1', '--cols', 'w:bad.npy', '--block-sets', 'b4', '--outdir', 'err',
+                 cwd=tmp_path)
+    assert result.returncode != 0 and 'w_dim' in result.stderr and not (tmp_path / 'err').exists()
 
 
 @pytest.mark.parametrize('arch', ['orig', 'skip', 'resnet'])

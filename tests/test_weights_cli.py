@@ -76,8 +76,9 @@ def test_discriminator_param_printed_in_full(tmp_path, demo):
 
 
 def test_unknown_layer_names_close_matches(tmp_path):
-    line = assert_one_line_error(run_cli(tmp_path, '--layer', 'b32.conv9'))
+    line = assert_one_line_error(run_cli(tmp_path, '--layer', 'b32.conv9', '--png', 'plots/w.png'))
     assert 'b32.conv9' in line and 'close matches' in line and 'synthesis.b32.conv1' in line
+    assert not (tmp_path / 'plots').exists(), 'bad input must leave no output folder behind'
 
 
 def test_unknown_param_lists_the_layers_tensors(tmp_path):

@@ -108,6 +108,7 @@ def _mix_donors(loaded: LoadedNetwork, out: Path, base: str, donor_specs: tuple[
     mixed = mix_ws(base_sources[0].ws, donors)
     all_ws = torch.stack([base_sources[0].ws] + [d.ws for d in donors] + [mixed])
     images = to_uint8(synthesize(loaded.G, all_ws, noise_mode=options['noise_mode'], precision=options['precision']))
+    out = ensure_outdir(out)
     names = ['base.png'] + [f'donor{i}_{d.label}.png' for i, d in enumerate(donors)] + ['mix.png']
     for name, image in zip(names, images):
         save_png(image, out / name)
@@ -145,7 +146,7 @@ def mix(network: str, rows: str | None, cols: str | None, styles: str | None, bl
         return
     if outdir is None:
         raise click.UsageError("Missing option '--outdir'.")
-    out = ensure_outdir(outdir)
+    out = Path(outdir)  # created once the inputs have been checked, so bad input leaves nothing behind
     manifest_options = dict(rows=rows, cols=cols, styles=styles, blocks=blocks, preset=preset, base=base,
                             sources=list(donor_specs), batch_size=batch_size, device=str(loaded.device), **options)
     if base is not None or donor_specs:
@@ -164,7 +165,7 @@ def mix(network: str, rows: str | None, cols: str | None, styles: str | None, bl
                                 torch.stack([s.ws for s in col_sources]), [indices], row_labels=row_labels,
                                 col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
                                 precision=options['precision'], progress=bar.update)[0]
-        files = _write_grid_files(out, grid)
+        files = _write_grid_files(ensure_outdir(out), grid)
         if labels:
             _labeled_figure([grid], [_styles_caption(loaded, spec, indices)], out / 'grid_labeled.png',
                             'rows: base latents · columns: style donors')
@@ -190,8 +191,8 @@ def mix_study(network: str, rows: str, cols: str, block_sets: str, outdir: str, 
     if not all(specs):
         raise StylelensError(f'empty block set in {block_sets!r}: separate sets with ";" like "b4;b8;b4,b8"')
     style_sets = [parse_layers(loaded.G, spec) for spec in specs]
-    out = ensure_outdir(outdir)
     row_sources, col_sources = _sources(loaded, rows, options), _sources(loaded, cols, options)
+    out = ensure_outdir(outdir)
     row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
     with _progress(count_renders(row_labels, col_labels, len(specs)), 'mixing') as bar:
         grids = render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),

@@ -39,14 +39,21 @@ def write_manifests(outputs: list[Path], **manifest: object) -> list[Path]:
 
 
 def _output(path: str | None, suffixes: tuple[str, ...], option: str) -> Path | None:
-    """An output path with one of the allowed suffixes, its folder created; None when not asked for."""
+    """An output path with one of the allowed suffixes (its folder is made only when something is written); None when
+    not asked for."""
     if path is None:
         return None
     out = Path(path)
     if out.suffix not in suffixes:
         raise StylelensError(f"{option} {path!r}: expected a file ending in {' or '.join(suffixes)}")
-    ensure_outdir(out.parent)
     return out
+
+
+def _make_folders(*outputs: Path | None) -> None:
+    """Create the folders of the outputs about to be written, once the inputs have been checked."""
+    for path in outputs:
+        if path is not None:
+            ensure_outdir(path.parent)
 
 
 def _network(loaded: LoadedNetwork, part: str) -> torch.nn.Module:
@@ -87,6 +94,7 @@ def show_layer(net: torch.nn.Module, layer: str, param: str | None, out: Path | 
         return []
     t = tensors[chosen]
     click.echo(describe(f'{full_name}.{chosen}', t, full=full))
+    _make_folders(out, png)
     written = [save_tensor(t, out, key=chosen)] if out else []
     if png:
         written.append(kernel_grid_figure(t, png, f'{title_prefix}{full_name}.{chosen}'))
@@ -117,6 +125,7 @@ def weights(network: str, layer: str | None, param: str | None, part: str, full:
     loaded = open_network(network, 'cpu', with_discriminator=part == 'D')
     net = _network(loaded, part)
     if dump_all_tensors:
+        _make_folders(out_path)
         written = list(dump_all(net, out_path))
         click.echo(f'wrote {len(net.state_dict())} tensors to {written[0]} (index: {written[1]})')
     else:
