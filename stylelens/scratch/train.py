@@ -408,15 +408,21 @@ def _refusal(error: BaseException) -> str:
     return reasons[0].split('. ')[0].rstrip('.')[:200] if reasons else type(error).__name__
 
 
-def _read_generator(file: Path) -> dict[str, Any]:
-    """The checked `generator.pt` dict; anything torch's weights-only loader refuses is refused in one line."""
+def _load_plain(file: Path, what: str) -> Any:
+    """`torch.load(weights_only=True)`: tensors and plain data only, so the file can run nothing; whatever that
+    loader refuses is refused in one line naming `what` the file should have been."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            payload = torch.load(file, map_location='cpu', weights_only=True)
+            return torch.load(file, map_location='cpu', weights_only=True)
     except Exception as error:  # whatever the weights-only unpickler rejects, and why, varies by torch version
-        raise StylelensError(f'{file} is not a loadable stylelens train generator (torch.load with '
-                             f'weights_only=True refused it: {_refusal(error)}); nothing in it was run') from None
+        raise StylelensError(f'{file} is not a loadable {what} (torch.load with weights_only=True refused it: '
+                             f'{_refusal(error)}); nothing in it was run') from None
+
+
+def _read_generator(file: Path) -> dict[str, Any]:
+    """The checked `generator.pt` dict; anything torch's weights-only loader refuses is refused in one line."""
+    payload = _load_plain(file, 'stylelens train generator')
     if not isinstance(payload, dict) or payload.get('format') != GENERATOR_FORMAT:
         raise StylelensError(f"{file} is a torch file but not a stylelens train generator (format is not "
                              f"{GENERATOR_FORMAT!r}): a --network is {NETWORK_CHOICES}")
@@ -452,13 +458,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     checkpoint from elsewhere can run nothing; anything else is refused in one line."""
     if not path.is_file():
         raise StylelensError(f'no training checkpoint at {path} (start without --resume)')
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # whatever the weights-only unpickler rejects, and why, varies by torch version
-        raise StylelensError(f'{path} is not a loadable stylelens training checkpoint (torch.load with '
-                             f'weights_only=True refused it: {_refusal(error)}); nothing in it was run') from None
+    state = _load_plain(path, 'stylelens training checkpoint')
     if not isinstance(state, dict) or not isinstance(state.get('config'), dict) or 'G' not in state:
         raise StylelensError(f'{path} is a torch file but not a stylelens training checkpoint (written as '
                              f'RUN/{CHECKPOINT.as_posix()} by stylelens train)')
