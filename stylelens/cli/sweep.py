@@ -10,7 +10,7 @@ from stylelens.scratch.sweep import SWEPT, option_name, parse_list, split_grid
 from stylelens.scratch.train import TrainConfig, parse_betas
 
 # train's own options, single-valued here; the swept ones take comma lists instead.
-SHARED_OPTIONS = [p for p in train_command.params if p.name not in (*SWEPT, 'outdir', 'resume')]
+SHARED_OPTIONS = [p for p in train_command.params if p.name not in (*SWEPT, 'outdir', 'resume', 'resume_from')]
 
 
 def _swept_options(f):
