@@ -178,5 +178,9 @@ def test_demo_export_ships_the_network_and_a_checkpoint_that_training_continues_
     continued = demo_network.continue_training(tmp_path / 'more', 2, 'cpu', shipped=shipped)
     assert continued['steps'] == 6
     assert demo_network.continue_training(tmp_path / 'more', 3, 'cpu', shipped=tmp_path / 'gone.pt')['steps'] == 9
+    assert sorted(p.name for p in (tmp_path / 'more' / 'samples').glob('epoch*.png')) == \
+        ['epoch001.png', 'epoch002.png', 'epoch003.png']
+    assert demo_network.continue_training(tmp_path / 'same', 1, 'cpu', shipped=shipped)['steps'] == 3
+    assert (tmp_path / 'same' / 'samples' / 'progress.gif').is_file()
     with pytest.raises(StylelensError, match='no demo training checkpoint'):
         demo_network.continue_training(tmp_path / 'new', 2, 'cpu', shipped=tmp_path / 'gone.pt')

@@ -817,8 +817,8 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
     grid = functools.partial(sample_grid, run.sampler, z, c, config.grid)
     if saved is not None:
         run.load(saved)
-    else:
-        save_png(grid(), outdir / 'samples' / 'epoch000.png')
+    if saved is None or resume_from is not None:  # a new folder starts with the grid of where training stands
+        save_png(grid(), outdir / 'samples' / f'epoch{run.epoch - 1 if saved else 0:03d}.png')
     step = make_step(run, dataset.num_classes, device, precision)
     data = TensorDataset(dataset.images, dataset.labels)
     steps = _steps_per_epoch(config, len(dataset))
