@@ -20,8 +20,8 @@ from PIL import Image
 
 from stylelens.loading.network import load_network
 from stylelens.loading.official_writer import dump_snapshot
-from stylelens.outputs import atomic_path
 from stylelens.errors import StylelensError
+from stylelens.outputs import atomic_path
 from stylelens.scratch.train import CHECKPOINT, SNAPSHOT, TrainConfig, load_checkpoint, train
 from stylelens.viz import new_figure, save_figure
 
@@ -32,7 +32,7 @@ TRAIN_COMMAND = ('stylelens train --model stylegan2-small --data shapes:50000 --
 
 
 def run_record(run: Path) -> dict:
-    """What the run did, from its logs: images seen and the wall time of every part it was trained in."""
+    """What the run did, from its logs: the steps taken and the images seen."""
     steps = (run / 'steps.csv').read_text().splitlines()
     last_step = int(steps[-1].split(',')[0]) if len(steps) > 1 else 0
     config = json.loads((run / 'manifest.json').read_text())['options'] if (run / 'manifest.json').is_file() else {}

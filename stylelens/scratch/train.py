@@ -803,8 +803,8 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
         raise StylelensError('--resume continues the run in --outdir and --resume-from FILE a checkpoint elsewhere: '
                              'pass one of them')
     outdir = _prepare_outdir(Path(outdir), resume)
-    checkpoint = outdir / CHECKPOINT if resume else Path(resume_from) if resume_from is not None else None
-    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
+    checkpoint = outdir / CHECKPOINT if resume else resume_from
+    saved = load_checkpoint(Path(checkpoint)) if checkpoint is not None else None
     if saved is not None:
         _check_resume(config, saved['config'])
     device = pick_device(config.device)
@@ -817,8 +817,8 @@ def train(config: TrainConfig, outdir: str | Path, resume: bool = False, progres
     grid = functools.partial(sample_grid, run.sampler, z, c, config.grid)
     if saved is not None:
         run.load(saved)
-    if saved is None or resume_from is not None:  # a new folder starts with the grid of where training stands
-        save_png(grid(), outdir / 'samples' / f'epoch{run.epoch - 1 if saved else 0:03d}.png')
+    if not resume:  # a new folder starts with the grid of where training stands (epoch000 for a fresh run)
+        save_png(grid(), outdir / 'samples' / f'epoch{run.epoch - 1:03d}.png')
     step = make_step(run, dataset.num_classes, device, precision)
     data = TensorDataset(dataset.images, dataset.labels)
     steps = _steps_per_epoch(config, len(dataset))
