@@ -3,16 +3,13 @@
 PYTHON ?= python3
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install demo test bench gallery demo-train clean
+.PHONY: install demo test lint bench gallery demo-train clean
 
-# setup.cfg is the only build configuration (the layout keeps no pyproject.toml or setup.py, which pip's
-# front end insists on), so the editable wheel is built with setuptools' own PEP 660 hook, then installed.
+# setup.cfg holds the metadata and options; pyproject.toml only names the build backend (setuptools), so pip
+# installs the project like any other: editable here, `pip install .` or a wheel elsewhere.
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q $(TORCH_CPU)
-	rm -rf build/editable
-	$(PYTHON) -c "import setuptools.build_meta as b; b.build_editable('build/editable')"
-	$(PYTHON) -m pip install -q "$$(ls build/editable/stylelens-*.whl)[test]"
-	$(PYTHON) -m pip install -q --force-reinstall --no-deps build/editable/stylelens-*.whl
+	$(PYTHON) -m pip install -q -e ".[test]"
 
 demo: install
 	stylelens info
@@ -21,6 +18,10 @@ demo: install
 
 test:
 	$(PYTHON) -m pytest -q
+
+# The one linter configuration (ruff.toml): pyflakes, sorted imports, single quotes; CI runs it before the tests.
+lint:
+	$(PYTHON) -m ruff check stylelens vendor tests
 
 bench:
 	$(PYTHON) -m stylelens.bench --out bench/results

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylelens.choices import NOISE_MODES, check_choice
 from stylelens.errors import StylelensError
-from stylelens.generation import NOISE_MODES, seeds_to_ws, synthesize
+from stylelens.generation import seeds_to_ws, synthesize
 from stylelens.latents import class_to_c
 from stylelens.outputs import ensure_outdir, save_npz, save_png, to_uint8, write_manifest
 from stylelens.probes import Recorded, probe, resolve_name
@@ -142,8 +143,7 @@ def dump_activations(G: torch.nn.Module, seeds: Sequence[int], outdir: str | os.
     """Per seed, `outdir/seed0000/` with one .npz per block (`x`, `img`) and per extra layer (`out`), the block PNGs
     and `overview.png`; then `outdir/manifest.json`. Seeds run one at a time at batch 1 (official z convention;
     with noise 'random', torch is seeded with the seed). Returns the files written, relative to `outdir`."""
-    if noise_mode not in NOISE_MODES:
-        raise StylelensError(f"unknown noise mode {noise_mode!r} (choices: {', '.join(NOISE_MODES)})")
+    check_choice(noise_mode, NOISE_MODES, 'noise mode')
     chosen, names, block_hooks = plan_hooks(G, blocks, layers, class_idx, class_names)
     out = ensure_outdir(outdir)
     files: list[str] = []
@@ -190,8 +190,8 @@ def load_images(paths: Sequence[str | os.PathLike], resolution: int, channels: i
                     image = image.resize((resolution, resolution), Image.LANCZOS)
                 arrays.append(np.asarray(image, dtype=np.float32).reshape(resolution, resolution, channels))
         except (OSError, ValueError) as err:
-            raise StylelensError(f"cannot read image {str(path)!r}: {str(err).splitlines()[0] if str(err) else err}"
-                                 f"; pass PNG/JPEG files") from None
+            raise StylelensError(f'cannot read image {str(path)!r}: {str(err).splitlines()[0] if str(err) else err}'
+                                 f'; pass PNG/JPEG files') from None
     return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2) / 127.5 - 1)
 
 

@@ -81,7 +81,7 @@ def format_rows(rows: list[ModuleRow]) -> str:
         return '  ' * row.depth + f'{head}{row.class_name}' + (f'({row.extra})' if row.extra else '')
 
     def shape_text(row: ModuleRow) -> str:
-        parts = [f"{k} {v}" if k else str(v) for k, v in row.output_shapes.items() if v is not None]
+        parts = [f'{k} {v}' if k else str(v) for k, v in row.output_shapes.items() if v is not None]
         return ', '.join(parts).replace(' [', '[') if parts else '-'
 
     labels = [label(r) for r in rows]

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stylelens.errors import StylelensError
 from stylelens.loading.network import load_network
 from stylelens.loading.official_writer import dump_snapshot
-from stylelens.errors import StylelensError
+from stylelens.loading.runs import RUN_CHECKPOINT, RUN_SNAPSHOT, load_checkpoint
 from stylelens.outputs import atomic_path
-from stylelens.scratch.train import CHECKPOINT, SNAPSHOT, TrainConfig, load_checkpoint, train
+from stylelens.scratch.config import TrainConfig
+from stylelens.scratch.train import train
 from stylelens.viz import new_figure, save_figure
 
 TRAIN_CHECKPOINT = 'demo-train.pt'
@@ -44,7 +46,7 @@ def export_demo(run: str | Path, out: str | Path = 'checkpoints/demo.pkl', hours
     it (as TRAIN_CHECKPOINT)."""
     run, out = Path(run), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    nets = load_network(run / SNAPSHOT, progress=False)
+    nets = load_network(run / RUN_SNAPSHOT, progress=False)
     kwargs = dict(nets['training_set_kwargs'] or {})
     kwargs.update(class_name=None, resolution=nets['G_ema'].img_resolution, use_labels=False,
                   command=TRAIN_COMMAND, **run_record(run),
@@ -54,7 +56,7 @@ def export_demo(run: str | Path, out: str | Path = 'checkpoints/demo.pkl', hours
     dump_snapshot(dict(G=nets['G'], D=nets['D'], G_ema=nets['G_ema'], augment_pipe=None, training_set_kwargs=kwargs),
                   out)
     with atomic_path(out.with_name(TRAIN_CHECKPOINT)) as tmp:
-        shutil.copyfile(run / CHECKPOINT, tmp)
+        shutil.copyfile(run / RUN_CHECKPOINT, tmp)
     return out
 
 
@@ -62,7 +64,7 @@ def continue_training(run: str | Path = 'runs/demo', epochs: int | str = 30, dev
                       shipped: Path = SHIPPED_CHECKPOINT) -> dict:
     """Continue the demo's training to `epochs` epochs in `run` with the options its checkpoint records (only the
     device may differ): from `run`'s own checkpoint once it has one, else from the shipped one."""
-    own = Path(run) / CHECKPOINT
+    own = Path(run) / RUN_CHECKPOINT
     source = own if own.is_file() else Path(shipped)
     if not source.is_file():
         raise StylelensError(f'no demo training checkpoint: neither {own} nor {shipped} exists (the shipped one is in '

@@ -8,10 +8,8 @@ from typing import ContextManager
 
 import torch
 
+from stylelens.choices import DEVICE_CHOICES, TRAIN_PRECISION_CHOICES, check_choice
 from stylelens.errors import StylelensError
-
-DEVICE_CHOICES = ('auto', 'cpu', 'cuda', 'mps')
-PRECISION_CHOICES = ('fp32', 'bf16')
 
 
 def pick_device(name: str = 'auto') -> torch.device:
@@ -20,8 +18,7 @@ def pick_device(name: str = 'auto') -> torch.device:
     mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
     if name == 'auto':
         return torch.device('cuda' if cuda else 'mps' if mps else 'cpu')
-    if name not in DEVICE_CHOICES:
-        raise StylelensError(f"unknown device {name!r} (choices: {', '.join(DEVICE_CHOICES)})")
+    check_choice(name, DEVICE_CHOICES, 'device')
     if (name == 'cuda' and not cuda) or (name == 'mps' and not mps):
         available = ', '.join(['cpu'] + (['cuda'] if cuda else []) + (['mps'] if mps else []))
         raise StylelensError(f'device {name!r} is not available here (available: {available})')
@@ -37,7 +34,17 @@ def precision_context(precision: str, device: torch.device) -> ContextManager:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if precision == 'fp16':
         return torch.autocast(device_type=device.type, dtype=torch.float16)
-    raise StylelensError(f"unknown precision {precision!r} (choices: {', '.join(PRECISION_CHOICES)})")
+    raise StylelensError(f"unknown precision {precision!r}: choose one of {', '.join(TRAIN_PRECISION_CHOICES[1:])}")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 on CPU and on CUDA where bf16 is supported, fp16 (with loss scaling) on older CUDA GPUs, fp32
+    elsewhere. On CPU fp16 measured no faster than bf16 and needs loss scaling, so auto never picks it there."""
+    if precision != 'auto':
+        return precision
+    if device.type == 'cpu' or (device.type == 'cuda' and torch.cuda.is_bf16_supported()):
+        return 'bf16'
+    return 'fp16' if device.type == 'cuda' else 'fp32'
 
 
 def tune_cpu_allocator() -> bool:

@@ -11,8 +11,6 @@ from stylelens.devices import precision_context
 from stylelens.latents import class_to_c, seeds_to_z
 from stylelens.outputs import to_uint8
 
-NOISE_MODES = ('const', 'random', 'none')
-
 
 @dataclass
 class GeneratedBatch:

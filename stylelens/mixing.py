@@ -1,4 +1,4 @@
-"""Style mixing: which ws indices a block name means, donors supplying chosen layers, and batched mixing grids.
+"""Style mixing: which ws indices a block name means, donors mixed into a base, batched grids and their captions.
 
 Block names map to ws indices by *ownership*: a block owns the ws of its convolutions, and the last block also
 owns the final toRGB's. The toRGB of a non-last block reads the same index as the next block's first
@@ -12,11 +12,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
-from stylelens.errors import StylelensError
 from stylelens.devices import precision_context
+from stylelens.errors import StylelensError
+from stylelens.generation import synthesize
 from stylelens.outputs import to_uint8
+from stylelens.sources import Source, resolve_sources
+from stylelens.viz import LabelledGrid
 
 # Preset block groups by the network's output resolution: (coarse, middle, fine) as block resolutions.
 # From 64x64 up they follow the StyleGAN paper (coarse 4-8, middle 16-32, fine 64 and up).
@@ -90,8 +94,8 @@ def parse_layers(G: torch.nn.Module, spec: str) -> list[int]:
                                  f"({', '.join(owned)}, or ranges like b8-b32) or presets ({', '.join(PRESET_NAMES)})")
     bad = sorted(i for i in indices if i >= G.num_ws)
     if bad:
-        raise StylelensError(f"style index {bad[0]} does not exist: this network has num_ws={G.num_ws} "
-                             f"(valid: 0-{G.num_ws - 1})")
+        raise StylelensError(f'style index {bad[0]} does not exist: this network has num_ws={G.num_ws} '
+                             f'(valid: 0-{G.num_ws - 1})')
     return sorted(indices)
 
 
@@ -117,6 +121,48 @@ def mix_ws(base: torch.Tensor, donors: Sequence[Donor]) -> torch.Tensor:
     for donor in donors:
         mixed[..., donor.layers, :] = donor.ws[..., donor.layers, :].to(mixed)
     return mixed
+
+
+@dataclass
+class DonorMix:
+    """A base latent mixed with donors: the base's label, the donors, and uint8 images [base, donors..., mix]."""
+
+    base: str
+    donors: list[Donor]
+    images: np.ndarray
+
+
+def mix_donors(G: torch.nn.Module, base: str, donor_specs: Sequence[str], *, truncation_psi: float = 1,
+               truncation_cutoff: int | None = None, class_idx: int | str | None = None,
+               class_names: Sequence[str] | None = None, noise_mode: str = 'const',
+               precision: str = 'fp32') -> DonorMix:
+    """One base (a seed or a W vector) with several donors, each `LAYERS=seed:N` or `LAYERS=w:FILE` supplying its
+    own layers: the base, every donor and the mix rendered in one batch."""
+
+    def resolve(spec: str) -> list[Source]:
+        return resolve_sources(G, spec, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                               class_idx=class_idx, class_names=class_names)
+
+    base_sources = resolve(base)
+    if len(base_sources) != 1:
+        raise StylelensError(f'--base must be one seed or one W vector (got {len(base_sources)})')
+    donors = [_donor(G, spec, resolve) for spec in donor_specs]
+    base_ws = base_sources[0].ws
+    all_ws = torch.stack([base_ws] + [d.ws for d in donors] + [mix_ws(base_ws, donors)])
+    images = to_uint8(synthesize(G, all_ws, noise_mode=noise_mode, precision=precision))
+    return DonorMix(base_sources[0].label, donors, images)
+
+
+def _donor(G: torch.nn.Module, spec: str, resolve: Callable[[str], list[Source]]) -> Donor:
+    """A `LAYERS=SOURCE` spec as the donor of those layers; the source must name exactly one latent."""
+    layers, sep, source = spec.partition('=')
+    if not sep or not source.startswith(('seed:', 'w:')):
+        raise StylelensError(f'bad --source {spec!r}: expected LAYERS=seed:N or LAYERS=w:FILE '
+                             '(e.g. b4,b8=seed:12)')
+    found = resolve(source[len('seed:'):] if source.startswith('seed:') else source)
+    if len(found) != 1:
+        raise StylelensError(f'--source {spec!r} names {len(found)} latents; give exactly one')
+    return Donor(found[0].label, found[0].ws, parse_layers(G, layers))
 
 
 @dataclass
@@ -251,3 +297,14 @@ def grid_image(grid: MixGrid) -> torch.Tensor:
         for c in range(n_cols):
             canvas[(r + 1) * h:(r + 2) * h, (c + 1) * w:(c + 2) * w] = grid.cells[r, c]
     return canvas
+
+
+def styles_caption(G: torch.nn.Module, spec: str, indices: Sequence[int]) -> str:
+    """A grid's caption: the layer spec, its ws indices, and the blocks whose owned ws it covers in full."""
+    blocks = [name for name, idx in block_owned(G).items() if idx and set(idx) <= set(indices)]
+    return f"{spec}: ws {','.join(map(str, indices))}" + (f" ({'+'.join(blocks)})" if blocks else '')
+
+
+def labelled_grid(grid: MixGrid, caption: str) -> LabelledGrid:
+    """The grid in the official layout with its source labels and a caption, for `viz.labelled_grids_figure`."""
+    return LabelledGrid(grid_image(grid).numpy(), grid.row_labels, grid.col_labels, caption)

@@ -40,8 +40,8 @@ def resolve_name(model: torch.nn.Module, name: str, names: Sequence[str] | None 
     close += [n for n in difflib.get_close_matches(name, [n.split('.', 1)[-1] for n in names], n=5, cutoff=0.6)
               if n not in close]
     hint = f"close matches: {', '.join(close[:5])}" if close else f"e.g. {', '.join(names[:4])}"
-    raise StylelensError(f"no hook point {name!r} in {type(model).__name__} ({hint}; "
-                         f"`stylelens arch` lists them all)")
+    raise StylelensError(f'no hook point {name!r} in {type(model).__name__} ({hint}; '
+                         f'`stylelens arch` lists them all)')
 
 
 def resolve_names(model: torch.nn.Module, names: Iterable[str] | None) -> list[str]:

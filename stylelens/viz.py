@@ -1,4 +1,5 @@
-"""Figures: weight kernels with their histogram, strongest feature channels, and a per-block overview.
+"""Figures: weight kernels with their histogram, strongest feature channels, a per-block overview, labelled strips
+of frames, rows of walks side by side, and captioned image grids with their row and column labels.
 
 Matplotlib is imported inside the functions (Agg canvas, no pyplot state), so importing this module is cheap.
 Every figure is written atomically: rendered to a temporary file beside the target, then renamed.
@@ -20,6 +21,17 @@ MAX_GRID_COLS = 16  # in-channels shown in a kernel grid
 MAX_TILES = 256     # maps shown for a 3-D tensor such as a block's `const`
 DIVERGING = 'RdBu_r'
 DPI = 100
+
+
+@dataclass
+class LabelledGrid:
+    """An image grid whose first row and column show its sources (uint8 [H, W, C]), the labels of its other rows and
+    columns, and a caption."""
+
+    image: np.ndarray
+    row_labels: Sequence[str]
+    col_labels: Sequence[str]
+    caption: str
 
 
 @dataclass
@@ -190,3 +202,61 @@ def overview_figure(rows: Sequence[OverviewColumn], path: str | os.PathLike) -> 
     axes[1, 0].set_ylabel('strongest channel')
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _show(ax: Any, frame: np.ndarray) -> None:
+    """One uint8 frame on an axis without ticks (grayscale with a gray colour map)."""
+    if frame.shape[-1] == 1:
+        ax.imshow(frame[..., 0], cmap='gray', vmin=0, vmax=255)
+    else:
+        ax.imshow(frame)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def labelled_strip_figure(frames: np.ndarray, labels: Sequence[str], title: str, path: str | os.PathLike) -> Path:
+    """Frames side by side with a label under each and a title on top."""
+    fig = new_figure(1.6 * len(frames) + 0.4, 2.5)
+    axes = fig.subplots(1, len(frames), squeeze=False)[0]
+    for ax, frame, label in zip(axes, frames, labels):
+        _show(ax, frame)
+        ax.set_xlabel(label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def comparison_figure(rows: dict[str, np.ndarray], labels: Sequence[str], title: str,
+                      path: str | os.PathLike) -> Path:
+    """Several walks as labelled rows of frames (same count each), with a label under each column."""
+    columns = len(labels)
+    fig = new_figure(1.4 * columns + 1.0, 1.6 * len(rows) + 0.8)
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    for row_axes, (name, frames) in zip(axes, rows.items()):
+        for ax, frame in zip(row_axes, frames):
+            _show(ax, frame)
+        row_axes[0].set_ylabel(name, fontsize=10)
+    for ax, label in zip(axes[-1], labels):
+        ax.set_xlabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def labelled_grids_figure(grids: Sequence[LabelledGrid], path: str | os.PathLike, title: str) -> Path:
+    """Grids side by side (up to three per row, sized by the first), each with its caption and with its row and
+    column labels as tick labels."""
+    h, w = grids[0].image.shape[:2]
+    per_row = min(3, len(grids))
+    n_rows = -(-len(grids) // per_row)
+    fig = new_figure(per_row * max(3.0, 3.2 * w / h) + 0.5, n_rows * 3.4 + 0.6)
+    for k, grid in enumerate(grids):
+        ax = fig.add_subplot(n_rows, per_row, k + 1)
+        ax.imshow(grid.image.squeeze(), cmap='gray' if grid.image.shape[-1] == 1 else None)
+        cell_h, cell_w = h // (len(grid.row_labels) + 1), w // (len(grid.col_labels) + 1)
+        ax.set_xticks([cell_w * (i + 1.5) for i in range(len(grid.col_labels))], grid.col_labels)
+        ax.set_yticks([cell_h * (i + 1.5) for i in range(len(grid.row_labels))], grid.row_labels)
+        ax.tick_params(length=0)
+        ax.set_title(grid.caption, fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path, tight=True)

@@ -13,6 +13,7 @@ import torch
 from stylelens.errors import StylelensError
 from stylelens.outputs import atomic_path, atomic_write_text, save_npz
 from stylelens.probes import resolve_name
+from stylelens.viz import kernel_grid_figure
 
 NEAR_ZERO = 1e-3  # a value counts as near zero when |x| < NEAR_ZERO * max|x|
 SHAPE_WORDS = {0: 'Scalar', 1: 'Vector', 2: 'Matrix', 4: 'Feature map'}
@@ -31,7 +32,7 @@ def pick_tensor(tensors: dict[str, torch.Tensor], layer: str, param: str | None)
         return 'weight' if 'weight' in tensors else None
     if param not in tensors:
         listed = ', '.join(tensors) or 'none (its sub-modules hold them)'
-        raise StylelensError(f"layer {layer!r} has no tensor {param!r} (its tensors: {listed})")
+        raise StylelensError(f'layer {layer!r} has no tensor {param!r} (its tensors: {listed})')
     return param
 
 
@@ -89,7 +90,7 @@ def save_tensor(t: torch.Tensor, path: str | os.PathLike, key: str = 'weight') -
     """One tensor to `.npy`, or to `.npz` under `key`, with its values bit-identical, atomically."""
     path = Path(path)
     if path.suffix not in ('.npy', '.npz'):
-        raise StylelensError(f"cannot write {path.name!r}: --out takes a .npy or .npz file")
+        raise StylelensError(f'cannot write {path.name!r}: --out takes a .npy or .npz file')
     if path.suffix == '.npz':
         return save_npz(path, **{key: to_numpy(t)})
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:
@@ -115,3 +116,39 @@ def dump_all(net: torch.nn.Module, path: str | os.PathLike) -> tuple[Path, Path]
                                kind='parameter' if name in parameters else 'buffer')
                           for name, a in arrays.items()])
     return Path(path), atomic_write_text(index_path(path), json.dumps(index, indent=1) + '\n')
+
+
+def _list_tensors(layer: str, tensors: dict) -> str:
+    """The layer's tensors, one line each, for layers without a `weight`."""
+    lines = [f'{layer} has no `weight`; its tensors (choose one with --param NAME):']
+    lines += [f'  {name:<16} {shape_line(tuple(t.shape))}, {str(t.dtype).replace("torch.", "")}'
+              for name, t in tensors.items()]
+    return '\n'.join(lines) if tensors else f'{layer} holds no tensors of its own (its sub-modules do)'
+
+
+def layer_report(net: torch.nn.Module, layer: str, param: str | None, needs_tensor: bool,
+                 full: bool = False) -> tuple[str, str | None]:
+    """The text `weights --layer` prints and the dotted name of the tensor it shows: `param` (default `weight`) of
+    the layer, or, where the layer has no `weight` and none is asked for, the list of its tensors (an error when
+    `needs_tensor`, i.e. something is to be saved or plotted); `full` prints every value."""
+    full_name = resolve_name(net, layer)
+    tensors = layer_tensors(net, full_name)
+    chosen = pick_tensor(tensors, full_name, param)
+    if chosen is None:
+        if needs_tensor:
+            raise StylelensError(f"layer {full_name!r} has no `weight`: choose one of its tensors with --param "
+                                 f"({', '.join(tensors) or 'it has none'})")
+        return _list_tensors(full_name, tensors), None
+    return describe(f'{full_name}.{chosen}', tensors[chosen], full=full), f'{full_name}.{chosen}'
+
+
+def save_layer(net: torch.nn.Module, tensor_name: str, out: Path | None, png: Path | None,
+               title_prefix: str) -> list[Path]:
+    """Save the dotted tensor to `out` (.npy, or .npz keyed by its short name) and plot it to `png` (kernel grid or
+    heatmap/bars, with a histogram); returns the files written."""
+    layer, _, key = tensor_name.rpartition('.')
+    tensor = layer_tensors(net, layer)[key]
+    written = [save_tensor(tensor, out, key=key)] if out else []
+    if png:
+        written.append(kernel_grid_figure(tensor, png, f'{title_prefix}{tensor_name}'))
+    return written

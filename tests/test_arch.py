@@ -5,7 +5,6 @@ import json
 import subprocess
 
 from conftest import tiny_networks
-
 from stylelens.architecture import format_rows, module_rows
 from stylelens.probes import hook_names
 
@@ -29,7 +28,9 @@ def test_rows_cover_every_hook_point_with_shapes_and_counts():
 
 
 def test_arch_cli(tmp_path):
-    run = lambda *a: subprocess.run(['stylelens', 'arch', *a], cwd=tmp_path, capture_output=True, text=True)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(['stylelens', 'arch', *args], cwd=tmp_path, capture_output=True, text=True)
+
     result = run('--part', 'synthesis', '--depth', '1')
     assert result.returncode == 0 and '(b32): SynthesisBlock' in result.stdout and 'conv0' not in result.stdout
     assert '(b64)' not in result.stdout  # b32 is the demo's last block

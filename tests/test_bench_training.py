@@ -1,4 +1,4 @@
-"""The training-throughput benchmark (`stylelens.bench_training`) runs its cases and reports sane numbers: tiny
+"""The training-throughput benchmark (`stylelens.bench.training`) runs its cases and reports sane numbers: tiny
 settings only (32x32, batch 8, a few steps); speed itself is measured by `make bench`, never by tests."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
-from stylelens import bench_training as bt
+from stylelens.bench import training as bt
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, tiny_snapshot_path
 from PIL import Image
 
 import stylelens
+from conftest import REPO, tiny_snapshot_path
 from stylelens.cli import COMMANDS
 from stylelens.latents import seeds_to_z
 from stylelens.outputs import to_uint8

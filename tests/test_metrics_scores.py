@@ -9,8 +9,15 @@ import pytest
 
 from stylelens.errors import StylelensError
 from stylelens.metrics.features import statistics
-from stylelens.metrics.scores import (frechet_distance, inception_score, kernel_inception_distance, mmd2_unbiased,
-                                      polynomial_kernel, psd_sqrt, trace_sqrt_product)
+from stylelens.metrics.scores import (
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    mmd2_unbiased,
+    polynomial_kernel,
+    psd_sqrt,
+    trace_sqrt_product,
+)
 
 
 def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,12 +7,23 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_networks
 from PIL import Image
 
 import stylelens
-from stylelens.mixing import (Donor, block_owned, block_reads, count_renders, mix_ws, parse_layers, preset_blocks,
-                              render_grids, shared_prefix)
+from conftest import tiny_networks
+from stylelens.generation import seeds_to_ws, synthesize
+from stylelens.mixing import (
+    Donor,
+    block_owned,
+    block_reads,
+    count_renders,
+    mix_donors,
+    mix_ws,
+    parse_layers,
+    preset_blocks,
+    render_grids,
+    shared_prefix,
+)
 from stylelens.outputs import to_uint8
 
 
@@ -56,6 +67,21 @@ def test_donors_and_overlaps():
     assert mixed[:, 0].tolist() == [1, 1, 0, 0, 0, 2, 0, 0, 0, 0]
     with pytest.raises(stylelens.StylelensError, match="'a' and 'b' both supply ws 1"):
         mix_ws(base, [Donor('a', a, [0, 1]), Donor('b', b, [1, 2])])
+
+
+def test_mix_donors_renders_base_donors_and_mix():
+    G = tiny_networks()['G_ema']
+    result = mix_donors(G, '1', ['b4=seed:2', 'b8=seed:3'])
+    ws = seeds_to_ws(G, [1, 2, 3])
+    donors = [Donor('2', ws[1], parse_layers(G, 'b4')), Donor('3', ws[2], parse_layers(G, 'b8'))]
+    assert result.base == '1' and [(d.label, d.layers) for d in result.donors] == [('2', [0]), ('3', [1, 2])]
+    expected = to_uint8(synthesize(G, torch.stack([ws[0], ws[1], ws[2], mix_ws(ws[0], donors)])))
+    assert np.array_equal(result.images, expected)
+    for spec, message in [('b4=x:1', "bad --source 'b4=x:1'"), ('b4=seed:1,2', 'names 2 latents')]:
+        with pytest.raises(stylelens.StylelensError, match=message):
+            mix_donors(G, '1', [spec])
+    with pytest.raises(stylelens.StylelensError, match='--base must be one seed'):
+        mix_donors(G, '1,2', ['b4=seed:3'])
 
 
 def test_grids_render_each_image_once_in_batches():

@@ -17,8 +17,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylelens.vendor.stylegan2_ada.ops import (bias_act, conv2d_resample, downsample2d, modulated_conv2d,
-                                                setup_filter, upfirdn2d, upsample2d)
+from stylelens.vendor.stylegan2_ada.ops import (
+    bias_act,
+    conv2d_resample,
+    downsample2d,
+    modulated_conv2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 
 ATOL = 1e-5
 

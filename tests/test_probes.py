@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_networks
 
 import stylelens
-from stylelens.probes import edit, hook_names, probe, replace_with, resolve_name, run_with_cache, scale_channels, \
-    zero_channels
+from conftest import tiny_networks
+from stylelens.probes import (
+    edit,
+    hook_names,
+    probe,
+    replace_with,
+    resolve_name,
+    run_with_cache,
+    scale_channels,
+    zero_channels,
+)
 
 SYNTH_LAYERS = {'orig': ['conv0', 'conv1'], 'skip': ['conv0', 'conv1', 'torgb'], 'resnet': ['conv0', 'conv1']}
 
@@ -61,7 +69,7 @@ def latents(G, n=2):
 def test_short_names_and_unknown_names(G):
     assert resolve_name(G, 'b8.conv1') == 'synthesis.b8.conv1'
     assert resolve_name(G, 'fc1') == 'mapping.fc1'
-    with pytest.raises(stylelens.StylelensError, match="ambiguous"):
+    with pytest.raises(stylelens.StylelensError, match='ambiguous'):
         resolve_name(G, 'affine')
     with pytest.raises(stylelens.StylelensError) as err:
         resolve_name(G, 'synthesis.b8.conv2')

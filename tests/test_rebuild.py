@@ -11,9 +11,9 @@ import pickle
 
 import pytest
 import torch
-from conftest import tiny_networks, tiny_snapshot, tiny_snapshot_path
 
 import stylelens
+from conftest import tiny_networks, tiny_snapshot, tiny_snapshot_path
 from stylelens.summary import network_summary
 
 ARCHITECTURES = ('orig', 'skip', 'resnet')

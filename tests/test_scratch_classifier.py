@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import run_stylelens as stylelens
 from PIL import Image
 from torch import nn
 
+from conftest import run_stylelens as stylelens
 from stylelens.cli import cli
 from stylelens.errors import StylelensError
 from stylelens.scratch import classifier as sc
@@ -36,7 +36,7 @@ def trained(cifar: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='module')
 def test_images(cifar: str) -> torch.Tensor:
-    from stylelens.scratch.data import load_dataset
+    from stylelens.datasets import load_dataset
 
     return load_dataset(cifar, 'test', RESOLUTION).images
 

@@ -16,8 +16,14 @@ from stylelens.generation import seeds_to_ws
 from stylelens.mixing import Donor, block_owned, mix_ws, parse_layers, render_grids
 from stylelens.outputs import to_uint8
 from stylelens.scratch.losses import LOSSES, default_loss, gradient_penalty
-from stylelens.scratch.models import (MODELS, DCGANDiscriminator, DCGANGenerator, MappingDCGANGenerator, WGANCritic,
-                                      build_models)
+from stylelens.scratch.models import (
+    MODELS,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MappingDCGANGenerator,
+    WGANCritic,
+    build_models,
+)
 from stylelens.summary import synthesis_blocks
 from stylelens.traversal import interpolation_ws
 

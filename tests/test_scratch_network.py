@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_stylelens
 
 import stylelens
+from conftest import run_stylelens
 from stylelens.errors import StylelensError
 from stylelens.loading.network import load_network
-from stylelens.scratch.train import GENERATOR_FORMAT, load_run_generator
+from stylelens.loading.runs import GENERATOR_FORMAT, load_run_generator
 
 
 def stylelens_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

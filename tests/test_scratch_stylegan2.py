@@ -7,15 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import run_stylelens
 
+from conftest import run_stylelens
+from stylelens.datasets import load_dataset
+from stylelens.datasets.shapes import SHAPES, make_shapes, render, sample_factors
 from stylelens.errors import StylelensError
 from stylelens.generation import generate_images
 from stylelens.loading.network import load_generator, load_network
 from stylelens.scratch import stylegan2
-from stylelens.scratch.data import load_dataset
-from stylelens.scratch.shapes import SHAPES, make_shapes, render, sample_factors
-from stylelens.scratch.train import TrainConfig, train
+from stylelens.scratch.config import TrainConfig
+from stylelens.scratch.train import train
 from stylelens.vendor.stylegan2_ada import ops
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -152,7 +153,7 @@ def test_checkpoints_are_read_weights_only_and_anything_else_is_refused(tmp_path
 
 
 @pytest.mark.parametrize('options,message', [
-    (dict(loss='hinge'), '--loss hinge'),
+    (dict(loss='hinge'), "loss for stylegan2-small 'hinge': choose one of bce"),
     (dict(optimizer='rmsprop'), '--optimizer rmsprop'),
     (dict(batch=6), 'divisible by 4'),
     (dict(g_depth=2), '--g-depth 2'),

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_stylelens as stylelens
 
+from conftest import run_stylelens as stylelens
 from stylelens.errors import StylelensError
 from stylelens.scratch.sweep import parse_list, settings, slug, split_grid
 

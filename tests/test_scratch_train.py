@@ -14,13 +14,15 @@ import imageio.v3 as iio
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import run_stylelens as stylelens
 from PIL import Image
 
+from conftest import run_stylelens as stylelens
 from stylelens.cli import cli
 from stylelens.errors import StylelensError
+from stylelens.loading.runs import RUN_CHECKPOINT
 from stylelens.scratch import train as st
-from stylelens.scratch.train import TrainConfig, parse_betas, parse_lr_schedule, train
+from stylelens.scratch.config import TrainConfig, parse_betas, parse_lr_schedule
+from stylelens.scratch.train import train
 
 GRID = 4
 RESOLUTION = 16
@@ -213,4 +215,4 @@ def test_fp16_trains_with_loss_scaling_and_resumes_exactly(cifar, tmp_path):
     resumed = train(tiny(cifar, epochs=2, precision='fp16'), tmp_path / 'part', resume=True, progress=False)
     assert whole['precision'] == 'fp16' and whole['final_metrics'] == resumed['final_metrics']
     assert all(math.isfinite(v) for v in whole['final_metrics'].values())
-    assert 'scaler' in torch.load(tmp_path / 'part' / st.CHECKPOINT, weights_only=False)
+    assert 'scaler' in torch.load(tmp_path / 'part' / RUN_CHECKPOINT, weights_only=False)

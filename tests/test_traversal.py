@@ -20,8 +20,19 @@ from stylelens.errors import StylelensError
 from stylelens.generation import seeds_to_ws
 from stylelens.latents import seeds_to_z
 from stylelens.mixing import parse_layers
-from stylelens.traversal import (Direction, direction_from_spec, interpolation_ws, lerp, map_z, path_points,
-                                 pca_directions, slerp, strip_columns, traversal_ws, w_pca)
+from stylelens.traversal import (
+    Direction,
+    direction_from_spec,
+    interpolation_ws,
+    lerp,
+    map_z,
+    path_points,
+    pca_directions,
+    slerp,
+    traversal_ws,
+    w_pca,
+)
+from stylelens.walks import strip_columns
 
 PCA_SAMPLES = 512
 HAVE_FFMPEG = importlib.util.find_spec('imageio_ffmpeg') is not None
@@ -132,7 +143,7 @@ def test_interpolation_in_z_maps_the_interpolated_latents(G):
 
 
 def test_unknown_space_is_a_user_error(G):
-    with pytest.raises(StylelensError, match="choose one of z, w"):
+    with pytest.raises(StylelensError, match='choose one of z, w'):
         interpolation_ws(G, [1, 2], space='x', frames=4)
 
 

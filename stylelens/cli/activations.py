@@ -5,9 +5,16 @@ import click
 
 from stylelens.activations import DTYPES, dump_activations, dump_discriminator_activations, load_images, plan_hooks
 from stylelens.cli.loaded import LoadedNetwork, open_network
-from stylelens.cli.options import (class_option, device_option, network_option, noise_mode_option, seeds_callback,
-                                   truncation_options)
+from stylelens.cli.options import (
+    class_option,
+    device_option,
+    network_option,
+    noise_mode_option,
+    seeds_callback,
+    truncation_options,
+)
 from stylelens.errors import StylelensError
+from stylelens.progress import progress_bar
 
 EPILOG = """\b
 Examples:
@@ -39,7 +46,7 @@ def _run_g(loaded: LoadedNetwork, seeds: list[int], outdir: str, common: dict, t
            truncation_cutoff: int | None, noise_mode: str) -> list[str]:
     """Per-seed dumps of G, with a progress bar (started once the request is known to be valid)."""
     plan_hooks(loaded.G, common['blocks'], common['layers'], common['class_idx'], common['class_names'])
-    with click.progressbar(length=len(seeds), label='activations', file=click.get_text_stream('stderr')) as bar:
+    with progress_bar(len(seeds), 'activations') as bar:
         return dump_activations(loaded.G, seeds, outdir, truncation_psi=truncation_psi,
                                 truncation_cutoff=truncation_cutoff, noise_mode=noise_mode, progress=bar.update,
                                 **common)
@@ -59,7 +66,7 @@ def _run_d(loaded: LoadedNetwork, images: str, outdir: str, common: dict) -> lis
 @click.option('--part', type=click.Choice(['G', 'D']), default='G', help='Generator (per seed) or discriminator '
                                                                          '(per image).')
 @click.option('--seeds', default=None, callback=seeds_callback, metavar='LIST', help='G: seeds, e.g. 0-3,7.')
-@click.option('--images', default=None, metavar='FILES', help='D: comma-separated image files, resized to D\'s '
+@click.option('--images', default=None, metavar='FILES', help="D: comma-separated image files, resized to D's "
                                                               'resolution; run as one batch (minibatch-std sees '
                                                               'them together).')
 @truncation_options

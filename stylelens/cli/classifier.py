@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from stylelens.devices import DEVICE_CHOICES
-from stylelens.scratch.classifier import ARCHS, PRECISIONS, train_classifier
+from stylelens.choices import CLASSIFIER_PRECISION_CHOICES, DEVICE_CHOICES
+from stylelens.scratch.classifier import ARCHS, train_classifier
 
 
 @click.group('classifier', epilog="""\b
@@ -34,7 +34,7 @@ DIR gets classifier.pt (loadable with torch.load(weights_only=True)), confusion.
 @click.option('--width', type=click.IntRange(min=1), default=64, help='Base channel count.')
 @click.option('--max-steps', type=click.IntRange(min=1), default=None,
               help='Cut every epoch to at most N steps (quick trials and tests).')
-@click.option('--precision', default='auto', metavar='|'.join(PRECISIONS),
+@click.option('--precision', default='auto', metavar='|'.join(CLASSIFIER_PRECISION_CHOICES),
               help='auto = bf16 on CPU and bf16-capable CUDA, else fp32.')
 @click.option('--device', default='auto', metavar='|'.join(DEVICE_CHOICES), help='auto = cuda, then mps, then cpu.')
 @click.option('--outdir', required=True, type=click.Path(file_okay=False, path_type=Path), metavar='DIR',

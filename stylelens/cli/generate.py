@@ -9,6 +9,7 @@ from stylelens.cli.options import network_option, render_options, seeds_callback
 from stylelens.generation import generate_images
 from stylelens.latents import class_to_c, save_ws_file
 from stylelens.outputs import ensure_outdir, save_pngs, seed_filename, write_manifest
+from stylelens.progress import progress_bar
 
 
 @click.command('generate', epilog='Example: stylelens generate --network demo --seeds 0-7,12 --trunc 0.7 '
@@ -29,7 +30,7 @@ def generate(network: str, seeds: list[int], truncation_psi: float, truncation_c
                               class_idx=class_idx, class_names=loaded.class_names, noise_mode=noise_mode,
                               batch_size=batch_size, precision=precision)
     all_ws = []
-    with click.progressbar(length=len(seeds), label='generating', file=click.get_text_stream('stderr')) as bar:
+    with progress_bar(len(seeds), 'generating') as bar:
         for batch in batches:
             save_pngs({out / seed_filename(seed): image for seed, image in zip(batch.seeds, batch.images)})
             all_ws.append(batch.ws)

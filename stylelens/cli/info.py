@@ -43,7 +43,7 @@ def info(network: str, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
         return
     header = [f"network         {summary['network']['name'] or loaded.source.path}",
-              f"file            {loaded.source.path}"]
+              f'file            {loaded.source.path}']
     if loaded.source.entry and loaded.source.entry.description:
-        header.append(f"about           {loaded.source.entry.description}")
+        header.append(f'about           {loaded.source.entry.description}')
     click.echo(_format(summary, header))

@@ -1,8 +1,6 @@
 """`stylelens interpolate`: walk between seeds in Z or W, written as a GIF, an MP4 or a PNG strip, with a manifest."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from stylelens.cli.loaded import open_network
@@ -10,7 +8,9 @@ from stylelens.cli.options import network_option, render_options, seeds_callback
 from stylelens.errors import StylelensError
 from stylelens.latents import class_to_c
 from stylelens.outputs import ensure_outdir, write_manifest
-from stylelens.traversal import RenderOptions, check_walk_path, interpolate as write_interpolation, strip_columns
+from stylelens.progress import progress_bar
+from stylelens.walks import RenderOptions, check_walk_path, strip_columns, walk_manifest_name
+from stylelens.walks import interpolate as write_interpolation
 
 
 @click.command('interpolate', epilog='Example: stylelens interpolate --network demo --seeds 1,2,3 --space w '
@@ -41,7 +41,7 @@ def interpolate(network: str, seeds: list[int], space: str, slerp: bool | None, 
     ensure_outdir(target.parent)
     rendered = len(strip_columns(frames)) if target.suffix.lower() == '.png' else frames
     rendered += len(strip_columns(frames)) if compare else 0
-    with click.progressbar(length=rendered, label='rendering', file=click.get_text_stream('stderr')) as bar:
+    with progress_bar(rendered, 'rendering') as bar:
         render = RenderOptions(noise_mode, batch_size, precision, bar.update, noise_seed=seeds[0])
         summary = write_interpolation(loaded.G, seeds, target, space=space, slerp=slerp, frames=frames, loop=loop,
                                       fps=fps, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
@@ -51,13 +51,8 @@ def interpolate(network: str, seeds: list[int], space: str, slerp: bool | None, 
                    truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx,
                    noise_mode=noise_mode, batch_size=batch_size, device=str(loaded.device), precision=precision,
                    out=str(target), compare=compare)
-    manifest = manifest_name(target)
+    manifest = walk_manifest_name(target)
     write_manifest(target.parent, command='interpolate', options=options, network=loaded.manifest(),
                    extra=summary, name=manifest)
     click.echo(f"wrote {', '.join(str(target.parent / name) for name in summary['files'])} and "
                f'{target.parent / manifest}')
-
-
-def manifest_name(target: Path) -> str:
-    """`walk.gif` -> `walk.manifest.json`, so several walks can share a directory."""
-    return f'{target.stem}.manifest.json'

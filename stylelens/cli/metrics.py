@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from stylelens.devices import DEVICE_CHOICES
-from stylelens.scratch.data import SPLITS
+from stylelens.choices import DEVICE_CHOICES
+from stylelens.datasets import SPLITS
 
 
 @click.command('metrics', epilog="""\b

@@ -9,11 +9,24 @@ import torch
 from stylelens.cli.loaded import LoadedNetwork, open_network
 from stylelens.cli.options import network_option, render_options
 from stylelens.errors import StylelensError
-from stylelens.generation import synthesize
-from stylelens.mixing import (Donor, MixGrid, block_owned, count_renders, grid_image, mix_ws, parse_layers,
-                              render_grids)
-from stylelens.outputs import ensure_outdir, save_png, save_pngs, to_uint8, write_manifest
+from stylelens.mixing import (
+    DonorMix,
+    MixGrid,
+    block_owned,
+    block_reads,
+    count_renders,
+    grid_image,
+    labelled_grid,
+    mix_donors,
+    parse_layers,
+    render_grids,
+    styles_caption,
+)
+from stylelens.outputs import ensure_outdir, save_png, save_pngs, write_manifest
+from stylelens.progress import progress_bar
 from stylelens.sources import Source, resolve_sources
+from stylelens.viz import labelled_grids_figure
+from stylelens.walks import save_strip
 
 MIX_EPILOG = """\b
 Examples:
@@ -28,7 +41,7 @@ Example:
 """
 
 
-def _selection(loaded: LoadedNetwork, styles: str | None, blocks: str | None, preset: str | None) -> str:
+def _selection(styles: str | None, blocks: str | None, preset: str | None) -> str:
     """The one layer spec given (--styles, --blocks or --preset); official default 0-6."""
     given = [v for v in (styles, blocks, preset) if v is not None]
     if len(given) > 1:
@@ -37,13 +50,22 @@ def _selection(loaded: LoadedNetwork, styles: str | None, blocks: str | None, pr
 
 
 def _sources(loaded: LoadedNetwork, spec: str, options: dict) -> list[Source]:
+    """--rows/--cols items as labelled ws, with the verb's truncation and class."""
     return resolve_sources(loaded.G, spec, truncation_psi=options['truncation_psi'],
                            truncation_cutoff=options['truncation_cutoff'], class_idx=options['class_idx'],
                            class_names=loaded.class_names)
 
 
-def _progress(total: int, label: str):
-    return click.progressbar(length=total, label=label, file=click.get_text_stream('stderr'))
+def _render(loaded: LoadedNetwork, row_sources: list[Source], col_sources: list[Source],
+            style_sets: list[list[int]], options: dict, batch_size: int) -> list[MixGrid]:
+    """One grid per style set, rendered under the progress bar of `mix` and `mix-study` (its one call site)."""
+    row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
+    total = count_renders(row_labels, col_labels, len(style_sets))
+    with progress_bar(total, 'mixing') as bar:
+        return render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),
+                            torch.stack([s.ws for s in col_sources]), style_sets, row_labels=row_labels,
+                            col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
+                            precision=options['precision'], progress=bar.update)
 
 
 def _write_grid_files(out: Path, grid: MixGrid) -> list[str]:
@@ -58,64 +80,14 @@ def _write_grid_files(out: Path, grid: MixGrid) -> list[str]:
     return list(files)
 
 
-def _labeled_figure(grids: list[MixGrid], captions: list[str], path: Path, title: str) -> None:
-    """Grids side by side (up to three per row), each with its caption and the source labels on its axes."""
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib.figure import Figure
-
-    from stylelens.outputs import atomic_path
-    images = [grid_image(g).numpy() for g in grids]
-    h, w = images[0].shape[:2]
-    per_row = min(3, len(images))
-    n_rows = -(-len(images) // per_row)
-    fig = Figure(figsize=(per_row * max(3.0, 3.2 * w / h) + 0.5, n_rows * 3.4 + 0.6))
-    for k, (grid, image, caption) in enumerate(zip(grids, images, captions)):
-        ax = fig.add_subplot(n_rows, per_row, k + 1)
-        ax.imshow(image.squeeze(), cmap='gray' if image.shape[-1] == 1 else None)
-        cell_h, cell_w = h // (len(grid.row_labels) + 1), w // (len(grid.col_labels) + 1)
-        ax.set_xticks([cell_w * (i + 1.5) for i in range(len(grid.col_labels))], grid.col_labels)
-        ax.set_yticks([cell_h * (i + 1.5) for i in range(len(grid.row_labels))], grid.row_labels)
-        ax.tick_params(length=0)
-        ax.set_title(caption, fontsize=9)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-
-
-def _styles_caption(loaded: LoadedNetwork, spec: str, indices: list[int]) -> str:
-    owned = block_owned(loaded.G)
-    blocks = [name for name, idx in owned.items() if idx and set(idx) <= set(indices)]
-    return f"{spec}: ws {','.join(map(str, indices))}" + (f" ({'+'.join(blocks)})" if blocks else '')
-
-
-def _mix_donors(loaded: LoadedNetwork, out: Path, base: str, donor_specs: tuple[str, ...], options: dict) -> dict:
-    """One base with several donors, each supplying its own layers: mix.png, the sources, and a figure."""
-    base_sources = _sources(loaded, base, options)
-    if len(base_sources) != 1:
-        raise StylelensError(f'--base must be one seed or one W vector (got {len(base_sources)})')
-    donors = []
-    for spec in donor_specs:
-        layers, sep, source = spec.partition('=')
-        if not sep or not source.startswith(('seed:', 'w:')):
-            raise StylelensError(f"bad --source {spec!r}: expected LAYERS=seed:N or LAYERS=w:FILE "
-                                 f"(e.g. b4,b8=seed:12)")
-        found = _sources(loaded, source[len('seed:'):] if source.startswith('seed:') else source, options)
-        if len(found) != 1:
-            raise StylelensError(f'--source {spec!r} names {len(found)} latents; give exactly one')
-        donors.append(Donor(f'{found[0].label}', found[0].ws, parse_layers(loaded.G, layers)))
-    mixed = mix_ws(base_sources[0].ws, donors)
-    all_ws = torch.stack([base_sources[0].ws] + [d.ws for d in donors] + [mixed])
-    images = to_uint8(synthesize(loaded.G, all_ws, noise_mode=options['noise_mode'], precision=options['precision']))
-    out = ensure_outdir(out)
-    names = ['base.png'] + [f'donor{i}_{d.label}.png' for i, d in enumerate(donors)] + ['mix.png']
-    for name, image in zip(names, images):
+def _write_donor_files(out: Path, mixed: DonorMix) -> dict:
+    """base.png, `donor{i}_{label}.png` per donor, mix.png and strip.png (all side by side); the manifest's extra."""
+    names = ['base.png'] + [f'donor{i}_{d.label}.png' for i, d in enumerate(mixed.donors)] + ['mix.png']
+    for name, image in zip(names, mixed.images):
         save_png(image, out / name)
-    strip = torch.from_numpy(images).permute(1, 0, 2, 3).reshape(images.shape[1], -1, images.shape[3])
-    save_png(strip.numpy(), out / 'strip.png')
-    return dict(files=names + ['strip.png'], base=base_sources[0].label,
-                donors=[dict(source=d.label, ws_indices=d.layers) for d in donors])
+    save_strip(mixed.images, out / 'strip.png')
+    return dict(files=names + ['strip.png'], base=mixed.base,
+                donors=[dict(source=d.label, ws_indices=d.layers) for d in mixed.donors])
 
 
 @click.command('mix', epilog=MIX_EPILOG)
@@ -140,7 +112,7 @@ def mix(network: str, rows: str | None, cols: str | None, styles: str | None, bl
     NVIDIA's style_mixing.py). Donor mode (--base/--source): several donors, each with its own layers."""
     loaded = open_network(network, device)
     if show_map:
-        reads = {name: idx for name, idx in loaded.G.synthesis.block_ws_ranges().items()}
+        reads = block_reads(loaded.G)
         for name, owned in block_owned(loaded.G).items():
             click.echo(f"{name:<7} owns ws {','.join(map(str, owned)):<10} reads ws {','.join(map(str, reads[name]))}")
         return
@@ -152,23 +124,22 @@ def mix(network: str, rows: str | None, cols: str | None, styles: str | None, bl
     if base is not None or donor_specs:
         if base is None or not donor_specs or rows or cols:
             raise StylelensError('donor mode needs --base and at least one --source, and no --rows/--cols')
-        extra = _mix_donors(loaded, out, base, donor_specs, options)
+        mixed = mix_donors(loaded.G, base, donor_specs, truncation_psi=options['truncation_psi'],
+                           truncation_cutoff=options['truncation_cutoff'], class_idx=options['class_idx'],
+                           class_names=loaded.class_names, noise_mode=options['noise_mode'],
+                           precision=options['precision'])
+        extra = _write_donor_files(ensure_outdir(out), mixed)
     else:
         if not rows or not cols:
             raise StylelensError('give --rows and --cols (grid mode) or --base and --source (donor mode)')
-        spec = _selection(loaded, styles, blocks, preset)
+        spec = _selection(styles, blocks, preset)
         indices = parse_layers(loaded.G, spec)
         row_sources, col_sources = _sources(loaded, rows, options), _sources(loaded, cols, options)
-        row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
-        with _progress(count_renders(row_labels, col_labels), 'mixing') as bar:
-            grid = render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),
-                                torch.stack([s.ws for s in col_sources]), [indices], row_labels=row_labels,
-                                col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
-                                precision=options['precision'], progress=bar.update)[0]
+        grid = _render(loaded, row_sources, col_sources, [indices], options, batch_size)[0]
         files = _write_grid_files(ensure_outdir(out), grid)
         if labels:
-            _labeled_figure([grid], [_styles_caption(loaded, spec, indices)], out / 'grid_labeled.png',
-                            'rows: base latents · columns: style donors')
+            labelled_grids_figure([labelled_grid(grid, styles_caption(loaded.G, spec, indices))],
+                                  out / 'grid_labeled.png', 'rows: base latents · columns: style donors')
             files.append('grid_labeled.png')
         extra = dict(files=files, ws_indices=indices)
     write_manifest(out, command='mix', options=manifest_options, network=loaded.manifest(), extra=extra)
@@ -193,18 +164,14 @@ def mix_study(network: str, rows: str, cols: str, block_sets: str, outdir: str, 
     style_sets = [parse_layers(loaded.G, spec) for spec in specs]
     row_sources, col_sources = _sources(loaded, rows, options), _sources(loaded, cols, options)
     out = ensure_outdir(outdir)
-    row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
-    with _progress(count_renders(row_labels, col_labels, len(specs)), 'mixing') as bar:
-        grids = render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),
-                             torch.stack([s.ws for s in col_sources]), style_sets, row_labels=row_labels,
-                             col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
-                             precision=options['precision'], progress=bar.update)
+    grids = _render(loaded, row_sources, col_sources, style_sets, options, batch_size)
     files = []
     for k, (spec, grid) in enumerate(zip(specs, grids)):
         folder = ensure_outdir(out / f"set{k}_{spec.replace(',', '+')}")
         files += [f'{folder.name}/{name}' for name in _write_grid_files(folder, grid)]
-    captions = [_styles_caption(loaded, spec, idx) for spec, idx in zip(specs, style_sets)]
-    _labeled_figure(grids, captions, out / 'study.png', 'columns donate the block set; rows keep the rest')
+    panels = [labelled_grid(grid, styles_caption(loaded.G, spec, idx))
+              for grid, spec, idx in zip(grids, specs, style_sets)]
+    labelled_grids_figure(panels, out / 'study.png', 'columns donate the block set; rows keep the rest')
     manifest_options = dict(rows=rows, cols=cols, block_sets=specs, batch_size=batch_size,
                             device=str(loaded.device), **options)
     write_manifest(out, command='mix-study', options=manifest_options, network=loaded.manifest(),

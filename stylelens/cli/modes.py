@@ -5,8 +5,9 @@ from pathlib import Path
 
 import click
 
+from stylelens.choices import DEVICE_CHOICES
 from stylelens.cli.loaded import open_network
-from stylelens.devices import DEVICE_CHOICES, pick_device
+from stylelens.devices import pick_device
 from stylelens.errors import StylelensError
 from stylelens.outputs import ensure_outdir, write_manifest
 
@@ -41,16 +42,16 @@ def modes(network: str | None, run: str | None, classifier_path: Path, data: str
           batch: int, class_idx: int | None, device: str, outdir: Path) -> None:
     """Classify generated samples and compare their class histogram with the data's: divergences, missing modes
     and feature diversity."""
+    from stylelens.datasets import load_dataset
     from stylelens.scratch.classifier import load_classifier, mode_report, write_mode_figures
-    from stylelens.scratch.data import load_dataset
 
     name = _network_name(network, run)
     classifier = load_classifier(classifier_path, pick_device(device))
-    outdir = ensure_outdir(outdir)
     loaded = open_network(name, device)
     labels = load_dataset(data, 'train').labels if data else None
     report = mode_report(loaded.G, classifier, num, seed=seed, batch=batch, class_idx=class_idx,
                          reference_labels=labels)
+    outdir = ensure_outdir(outdir)
     write_mode_figures(report, outdir)
     summary = {k: v for k, v in report.items() if k != 'samples'}
     options = dict(network=name, classifier=classifier_path, data=data, num=num, seed=seed, batch=batch,

@@ -5,7 +5,7 @@ from typing import Callable
 
 import click
 
-from stylelens.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from stylelens.choices import DEVICE_CHOICES, NOISE_MODES, PRECISION_CHOICES
 from stylelens.errors import StylelensError
 from stylelens.latents import parse_int_list
 
@@ -44,7 +44,7 @@ def truncation_options(f: Callable) -> Callable:
 
 
 def noise_mode_option(f: Callable) -> Callable:
-    return click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const',
+    return click.option('--noise-mode', type=click.Choice(NOISE_MODES), default='const',
                         help='Per-pixel noise: stored constants, fresh random, or none.')(f)
 
 

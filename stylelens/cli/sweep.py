@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from stylelens.cli.train import train as train_command
+from stylelens.scratch.config import TrainConfig, parse_betas
 from stylelens.scratch.sweep import SWEPT, option_name, parse_list, split_grid
-from stylelens.scratch.train import TrainConfig, parse_betas
 
 # train's own options, single-valued here; the swept ones take comma lists instead.
 SHARED_OPTIONS = [p for p in train_command.params if p.name not in (*SWEPT, 'outdir', 'resume', 'resume_from')]
@@ -17,7 +17,7 @@ def _swept_options(f):
     """A comma-list option per swept TrainConfig field."""
     for field, (what, _, example) in reversed(SWEPT.items()):
         f = click.option(f'--{option_name(field)}', field, default=None, metavar='LIST',
-                         help=f'Comma list, each {what} (e.g. {example}).  [default: train\'s]')(f)
+                         help=f"Comma list, each {what} (e.g. {example}).  [default: train's]")(f)
     return f
 
 
@@ -40,7 +40,8 @@ and the sweep ranks by the final FID instead (plus fid_per_epoch.png).""")
               help='Sweep folder.')
 def sweep(outdir: Path, classifier_path: Path | None, num: int, **options: str | None) -> None:
     """Train one run per setting of the comma lists (LR, optimizer, depths, widths) and name the best."""
-    from stylelens.scratch.sweep import make_scorer, sweep as run_sweep
+    from stylelens.scratch.sweep import make_scorer
+    from stylelens.scratch.sweep import sweep as run_sweep
 
     lists = {field: parse_list(field, text) for field in SWEPT if (text := options.pop(field)) is not None}
     fixed, grid = split_grid(lists)

@@ -6,15 +6,16 @@ import math
 import click
 import torch
 
-from stylelens.cli.interpolate import manifest_name
 from stylelens.cli.loaded import open_network
 from stylelens.cli.options import network_option, render_options
 from stylelens.errors import StylelensError
 from stylelens.latents import class_to_c
 from stylelens.mixing import parse_layers
 from stylelens.outputs import ensure_outdir, write_manifest
-from stylelens.traversal import (RenderOptions, check_walk_path, direction_from_spec, traversal_values,
-                                 traverse as write_traversal)
+from stylelens.progress import progress_bar
+from stylelens.traversal import direction_from_spec, traversal_values
+from stylelens.walks import RenderOptions, check_walk_path, walk_manifest_name
+from stylelens.walks import traverse as write_traversal
 
 
 def range_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -73,7 +74,7 @@ def traverse(network: str, seed: int, direction: str, value_range: tuple[float, 
     chosen = direction_from_spec(G, direction, num_samples=pca_samples, class_idx=class_idx,
                                  class_names=loaded.class_names, network_sha256=loaded.source.sha256)
     ensure_outdir(target.parent)
-    with click.progressbar(length=steps, label='rendering', file=click.get_text_stream('stderr')) as bar:
+    with progress_bar(steps, 'rendering') as bar:
         render = RenderOptions(noise_mode, batch_size, precision, bar.update, noise_seed=seed)
         summary = write_traversal(G, seed, chosen, target, values=values, layers=indices, layers_label=layers,
                                   fps=fps, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
@@ -83,7 +84,7 @@ def traverse(network: str, seed: int, direction: str, value_range: tuple[float, 
                    truncation_cutoff=truncation_cutoff, class_idx=class_idx, noise_mode=noise_mode, fps=fps,
                    batch_size=batch_size, device=str(loaded.device), precision=precision, out=str(target))
     extra = dict(summary, direction=chosen.label, explained_variance_ratio=chosen.explained_variance_ratio)
-    manifest = manifest_name(target)
+    manifest = walk_manifest_name(target)
     write_manifest(target.parent, command='traverse', options=options, network=loaded.manifest(), extra=extra,
                    name=manifest)
     click.echo(f'wrote {target} and {target.parent / manifest}')

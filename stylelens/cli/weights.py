@@ -14,9 +14,7 @@ from stylelens.cli.loaded import LoadedNetwork, open_network
 from stylelens.cli.options import network_option
 from stylelens.errors import StylelensError
 from stylelens.outputs import ensure_outdir, write_manifest
-from stylelens.probes import resolve_name
-from stylelens.viz import kernel_grid_figure
-from stylelens.weights import describe, dump_all, layer_tensors, pick_tensor, save_tensor, shape_line
+from stylelens.weights import dump_all, layer_report, save_layer
 
 EPILOG = """\b
 Examples:
@@ -72,35 +70,6 @@ def _check_mode(layer: str | None, dump_all_tensors: bool, out: str | None, para
         raise StylelensError('--all needs --out FILE.npz and takes no --param, --png or --print')
 
 
-def _list_tensors(layer: str, tensors: dict) -> str:
-    """The layer's tensors, one line each, for layers without a `weight`."""
-    lines = [f'{layer} has no `weight`; its tensors (choose one with --param NAME):']
-    lines += [f'  {name:<16} {shape_line(tuple(t.shape))}, {str(t.dtype).replace("torch.", "")}'
-              for name, t in tensors.items()]
-    return '\n'.join(lines) if tensors else f'{layer} holds no tensors of its own (its sub-modules do)'
-
-
-def show_layer(net: torch.nn.Module, layer: str, param: str | None, out: Path | None, png: Path | None, full: bool,
-               title_prefix: str) -> list[Path]:
-    """Print one tensor of a layer (and save/plot it); a layer without `weight` and no --param lists its tensors."""
-    full_name = resolve_name(net, layer)
-    tensors = layer_tensors(net, full_name)
-    chosen = pick_tensor(tensors, full_name, param)
-    if chosen is None:
-        if out or png or full:
-            raise StylelensError(f"layer {full_name!r} has no `weight`: choose one of its tensors with --param "
-                                 f"({', '.join(tensors) or 'it has none'})")
-        click.echo(_list_tensors(full_name, tensors))
-        return []
-    t = tensors[chosen]
-    click.echo(describe(f'{full_name}.{chosen}', t, full=full))
-    _make_folders(out, png)
-    written = [save_tensor(t, out, key=chosen)] if out else []
-    if png:
-        written.append(kernel_grid_figure(t, png, f'{title_prefix}{full_name}.{chosen}'))
-    return written
-
-
 @click.command('weights', epilog=EPILOG)
 @network_option
 @click.option('--layer', default=None, metavar='NAME', help='Module name, e.g. synthesis.b64.conv1 or b64.conv1.')
@@ -129,7 +98,11 @@ def weights(network: str, layer: str | None, param: str | None, part: str, full:
         written = list(dump_all(net, out_path))
         click.echo(f'wrote {len(net.state_dict())} tensors to {written[0]} (index: {written[1]})')
     else:
-        written = show_layer(net, layer, param, out_path, png_path, full, f'{part}: ')
+        text, chosen = layer_report(net, layer, param, needs_tensor=bool(out_path or png_path or full),
+                                    full=full)
+        click.echo(text)
+        _make_folders(out_path, png_path)
+        written = save_layer(net, chosen, out_path, png_path, f'{part}: ') if chosen else []
     if written:
         options = dict(layer=layer, param=param, part=part, print=full, out=out, png=png, all=dump_all_tensors)
         write_manifests([p for p in (out_path, png_path) if p], command='weights', options=options,

@@ -1,20 +1,17 @@
 """Resumable, checksummed downloads into the stylelens cache, so large pickles are fetched once and verified."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-import click
-
 from stylelens.errors import StylelensError
+from stylelens.progress import progress_bar
 
 if TYPE_CHECKING:  # requests is imported only when something is downloaded (it costs 0.1 s at start-up)
     import requests
@@ -24,18 +21,18 @@ _MIB = 1 << 20
 
 def cache_dir() -> Path:
     """The cache root: ``$STYLELENS_CACHE``, else ``$XDG_CACHE_HOME/stylelens``, else ``~/.cache/stylelens``."""
-    if os.environ.get("STYLELENS_CACHE"):
-        return Path(os.environ["STYLELENS_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "stylelens"
-    return Path.home() / ".cache" / "stylelens"
+    if os.environ.get('STYLELENS_CACHE'):
+        return Path(os.environ['STYLELENS_CACHE']).expanduser()
+    if os.environ.get('XDG_CACHE_HOME'):
+        return Path(os.environ['XDG_CACHE_HOME']).expanduser() / 'stylelens'
+    return Path.home() / '.cache' / 'stylelens'
 
 
 def cached_path(url: str, root: Path | None = None) -> Path:
     """Where ``url`` is cached: ``networks/<url-hash>-<basename>``, so equal basenames of different URLs don't clash."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", unquote(Path(urlparse(url).path).name)) or "network.pkl"
+    name = re.sub(r'[^A-Za-z0-9._-]', '_', unquote(Path(urlparse(url).path).name)) or 'network.pkl'
     tag = hashlib.sha256(url.encode()).hexdigest()[:10]
-    return (root or cache_dir()) / "networks" / f"{tag}-{name}"
+    return (root or cache_dir()) / 'networks' / f'{tag}-{name}'
 
 
 def file_sha256(path: Path) -> str:
@@ -48,8 +45,8 @@ def remembered_sha256(path: Path) -> str:
     once, not on every command that records it in a manifest."""
     path = Path(path).resolve()
     stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    store = cache_dir() / "file_digests.json"
+    key = f'{path}|{stat.st_size}|{stat.st_mtime_ns}'
+    store = cache_dir() / 'file_digests.json'
     try:
         known = json.loads(store.read_text())
     except (OSError, ValueError):
@@ -57,7 +54,7 @@ def remembered_sha256(path: Path) -> str:
     if not isinstance(known, dict):
         known = {}
     if key not in known:
-        known = {k: v for k, v in known.items() if not k.startswith(f"{path}|")}
+        known = {k: v for k, v in known.items() if not k.startswith(f'{path}|')}
         known[key] = file_sha256(path)
         try:
             _write_json(store, known)
@@ -67,29 +64,29 @@ def remembered_sha256(path: Path) -> str:
 
 
 def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
+    return path.with_name(path.name + '.sha256')
 
 
 def stored_digest(path: Path) -> str | None:
     """The digest recorded next to ``path`` by a download, if the file still has the recorded size."""
     try:
         rec = json.loads(_sidecar(path).read_text())
-        return rec["sha256"] if rec["size"] == Path(path).stat().st_size else None
+        return rec['sha256'] if rec['size'] == Path(path).stat().st_size else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def _write_json(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + '\n')
     os.replace(tmp, path)
 
 
 def known_hashes(store: Path | None = None) -> dict[str, dict]:
     """URL -> ``{"sha256", "size"}`` recorded on first download (trust on first use)."""
     try:
-        data = json.loads((store or cache_dir() / "known_hashes.json").read_text())
+        data = json.loads((store or cache_dir() / 'known_hashes.json').read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -99,25 +96,25 @@ def _session() -> requests.Session:
     import requests
 
     try:
-        version = metadata.version("stylelens")
+        version = metadata.version('stylelens')
     except metadata.PackageNotFoundError:
-        version = "dev"
+        version = 'dev'
     session = requests.Session()
-    session.headers.update({"User-Agent": f"stylelens/{version}", "Accept-Encoding": "identity"})
+    session.headers.update({'User-Agent': f'stylelens/{version}', 'Accept-Encoding': 'identity'})
     return session
 
 
 def _total_from(resp: requests.Response) -> int | None:
     """Full file size from Content-Range (206/416) or Content-Length (200), if the server says."""
-    m = re.search(r"/(\d+)\s*$", resp.headers.get("Content-Range", ""))
+    m = re.search(r'/(\d+)\s*$', resp.headers.get('Content-Range', ''))
     if m:
         return int(m.group(1))
-    length = resp.headers.get("Content-Length")
+    length = resp.headers.get('Content-Length')
     return int(length) if length and length.isdigit() and resp.status_code == 200 else None
 
 
 def _range_start(resp: requests.Response) -> int | None:
-    m = re.match(r"\s*bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
+    m = re.match(r'\s*bytes\s+(\d+)-', resp.headers.get('Content-Range', ''))
     return int(m.group(1)) if m else None
 
 
@@ -126,7 +123,7 @@ class _Interrupted(Exception):
 
 
 def _hash_into(path: Path, digest: Any) -> Any:
-    with open(path, "rb") as f:
+    with open(path, 'rb') as f:
         while chunk := f.read(_MIB):
             digest.update(chunk)
     return digest
@@ -139,7 +136,7 @@ def _transfer(session: requests.Session, url: str, part: Path, timeout: float, p
 
     for _ in range(3):
         offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        headers = {'Range': f'bytes={offset}-'} if offset else {}
         with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
             total = _total_from(resp)
             if resp.status_code == 416:
@@ -156,24 +153,21 @@ def _transfer(session: requests.Session, url: str, part: Path, timeout: float, p
             digest = _hash_into(part, hashlib.sha256()) if offset else hashlib.sha256()
             resp.raw.enforce_content_length = False  # keep bytes before a drop; the size check below catches it
             part.parent.mkdir(parents=True, exist_ok=True)
-            bar_cm = (click.progressbar(length=total, label=f"Downloading {part.name[:-5]}", file=sys.stderr)
-                      if progress and total else contextlib.nullcontext())
+            bar = progress_bar(total, f'Downloading {part.name[:-5]}', progress, initial=offset, unit='B',
+                               unit_scale=True)
             try:
-                with open(part, "ab" if offset else "wb") as out, bar_cm as bar:
-                    if bar is not None:
-                        bar.update(offset)
+                with open(part, 'ab' if offset else 'wb') as out, bar:
                     for chunk in resp.iter_content(chunk_size):
                         out.write(chunk)
                         digest.update(chunk)
-                        if bar is not None:
-                            bar.update(len(chunk))
+                        bar.update(len(chunk))
             except requests.RequestException:
-                raise _Interrupted("connection lost") from None
+                raise _Interrupted('connection lost') from None
             size = part.stat().st_size
             if total is not None and size != total:
-                raise _Interrupted(f"got {size} of {total} bytes")
+                raise _Interrupted(f'got {size} of {total} bytes')
             return digest
-    raise StylelensError(f"download of {url} failed: the server keeps rejecting resume requests")
+    raise StylelensError(f'download of {url} failed: the server keeps rejecting resume requests')
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, timeout: float = 30, progress: bool = True,
@@ -183,10 +177,10 @@ def download(url: str, dest: Path, *, sha256: str | None = None, timeout: float 
     import requests
 
     dest = Path(dest)
-    part = dest.with_suffix(dest.suffix + ".part")
-    store = hash_store or cache_dir() / "known_hashes.json"
-    recorded = known_hashes(store).get(url, {}).get("sha256")
-    expected = (sha256 or recorded or "").lower() or None
+    part = dest.with_suffix(dest.suffix + '.part')
+    store = hash_store or cache_dir() / 'known_hashes.json'
+    recorded = known_hashes(store).get(url, {}).get('sha256')
+    expected = (sha256 or recorded or '').lower() or None
     try:
         with _session() as session:
             digest = _transfer(session, url, part, timeout, progress, chunk_size).hexdigest()
@@ -194,28 +188,28 @@ def download(url: str, dest: Path, *, sha256: str | None = None, timeout: float 
         r = exc.response
         raise StylelensError(f"download of {url} failed: HTTP {r.status_code} {r.reason or ''}".rstrip()) from None
     except requests.Timeout:
-        raise StylelensError(f"download of {url} failed: no answer within {timeout:g} s (time-out)") from None
+        raise StylelensError(f'download of {url} failed: no answer within {timeout:g} s (time-out)') from None
     except _Interrupted as exc:
         kept = part.stat().st_size if part.exists() else 0
-        raise StylelensError(f"download of {url} was interrupted after {kept} bytes ({exc}); "
-                             f"run the command again to resume") from None
+        raise StylelensError(f'download of {url} was interrupted after {kept} bytes ({exc}); '
+                             f'run the command again to resume') from None
     except requests.ConnectionError as exc:
-        reason = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else exc
-        reason = str(reason).split(">: ", 1)[-1].splitlines()[0]
-        raise StylelensError(f"download of {url} failed: could not connect ({reason})") from None
+        reason = getattr(exc.args[0], 'reason', exc.args[0]) if exc.args else exc
+        reason = str(reason).split('>: ', 1)[-1].splitlines()[0]
+        raise StylelensError(f'download of {url} failed: could not connect ({reason})') from None
     except requests.RequestException as exc:
-        raise StylelensError(f"download of {url} failed: {exc}") from None
+        raise StylelensError(f'download of {url} failed: {exc}') from None
     if expected and digest != expected:
         part.unlink(missing_ok=True)
-        origin = "" if sha256 else f" (recorded on first download in {store})"
-        raise StylelensError(f"checksum mismatch for {url}: expected sha256 {expected}{origin}, got {digest}; "
-                             f"the downloaded file was deleted")
+        origin = '' if sha256 else f' (recorded on first download in {store})'
+        raise StylelensError(f'checksum mismatch for {url}: expected sha256 {expected}{origin}, got {digest}; '
+                             f'the downloaded file was deleted')
     size = part.stat().st_size
     os.replace(part, dest)
-    _write_json(_sidecar(dest), {"sha256": digest, "size": size, "url": url})
+    _write_json(_sidecar(dest), {'sha256': digest, 'size': size, 'url': url})
     hashes = known_hashes(store)
-    if hashes.get(url) != {"sha256": digest, "size": size}:
-        hashes[url] = {"sha256": digest, "size": size}
+    if hashes.get(url) != {'sha256': digest, 'size': size}:
+        hashes[url] = {'sha256': digest, 'size': size}
         _write_json(store, hashes)
     return dest
 
@@ -224,13 +218,13 @@ def fetch_cached(url: str, *, sha256: str | None = None, root: Path | None = Non
                  timeout: float = 30) -> Path:
     """Return the cached copy of ``url``, downloading it first unless a copy with a matching digest is there."""
     root = root or cache_dir()
-    dest, store = cached_path(url, root), root / "known_hashes.json"
-    expected = (sha256 or known_hashes(store).get(url, {}).get("sha256") or "").lower() or None
+    dest, store = cached_path(url, root), root / 'known_hashes.json'
+    expected = (sha256 or known_hashes(store).get(url, {}).get('sha256') or '').lower() or None
     if dest.is_file():
         have = stored_digest(dest)
         if have is None:
             have = file_sha256(dest)
-            _write_json(_sidecar(dest), {"sha256": have, "size": dest.stat().st_size, "url": url})
+            _write_json(_sidecar(dest), {'sha256': have, 'size': dest.stat().st_size, 'url': url})
         if expected is None or have == expected:
             return dest
     return download(url, dest, sha256=sha256, timeout=timeout, progress=progress, hash_store=store)

@@ -1,6 +1,6 @@
 """The public loaders: `--network` value -> safe unpickling -> our rebuilt modules, as the official loader returns them.
 
-A `stylelens train` run (its folder or `generator.pt`) is loaded instead with `torch.load(weights_only=True)`.
+A `stylelens train` run (its folder or `generator.pt`) is read by `loading.runs`, with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import torch
 
 from stylelens.errors import StylelensError
 from stylelens.loading.rebuild import rebuild
-from stylelens.loading.registry import (RUN_GENERATOR, ResolvedSource, default_network_name, get_entry,
-                                       resolve_entry, resolve_source)
-from stylelens.loading.safe_pickle import PersistentRecord, load_snapshot, materialize_tensors, to_plain
+from stylelens.loading.records import PersistentRecord, materialize_tensors, to_plain
+from stylelens.loading.registry import ResolvedSource, default_network_name, get_entry, resolve_entry, resolve_source
+from stylelens.loading.runs import RUN_GENERATOR, load_run_generator
+from stylelens.loading.safe_pickle import load_snapshot
 
 NETWORK_KEYS = ('G', 'D', 'G_ema')
 _ZIP_MAGIC = b'PK\x03\x04'
@@ -42,9 +43,7 @@ def is_run_generator(path: Path) -> bool:
 
 
 def _load_run_generator(resolved: ResolvedSource, device: str | torch.device) -> torch.nn.Module:
-    """G of a `stylelens train` run on `device` (the training module is imported only when needed)."""
-    from stylelens.scratch.train import load_run_generator
-
+    """G of a `stylelens train` run on `device`."""
     return load_run_generator(resolved.path).to(device)
 
 

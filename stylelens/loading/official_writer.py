@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
-from stylelens.loading.safe_pickle import EasyDict, _reconstruct_persistent_obj
+from stylelens.loading.records import EasyDict, reconstruct_persistent_obj
 
 PERSISTENCE_VERSION = 6
 DEFAULT_MODULE_SRC = (
@@ -22,8 +22,8 @@ DEFAULT_MODULE_SRC = (
 )
 # Objects written under the official global names instead of their stylelens names.
 _OFFICIAL_NAMES = {
-    _reconstruct_persistent_obj: ("torch_utils.persistence", "_reconstruct_persistent_obj"),
-    EasyDict: ("dnnlib.util", "EasyDict"),
+    reconstruct_persistent_obj: ('torch_utils.persistence', '_reconstruct_persistent_obj'),
+    EasyDict: ('dnnlib.util', 'EasyDict'),
 }
 
 
@@ -40,7 +40,7 @@ def dump_snapshot(
     Paths are written atomically. With `easydict_kwargs`, dict values inside ``_init_kwargs`` are written as EasyDict.
     """
     if not 2 <= protocol <= pickle.HIGHEST_PROTOCOL:
-        raise ValueError(f"pickle protocol must be between 2 and {pickle.HIGHEST_PROTOCOL}, got {protocol}")
+        raise ValueError(f'pickle protocol must be between 2 and {pickle.HIGHEST_PROTOCOL}, got {protocol}')
 
     def write(f: BinaryIO) -> None:
         _SnapshotPickler(f, protocol, module_src, easydict_kwargs).dump(snapshot)
@@ -53,9 +53,9 @@ def dump_snapshot(
 
 def _write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Call `write` on a temporary file beside `path`, then move it into place (no half-written snapshots)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".stylelens-", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.stylelens-', suffix='.tmp')
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, 'wb') as f:
             write(f)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
@@ -90,21 +90,21 @@ class _SnapshotPickler(pickle._Pickler):
     def reducer_override(self, obj: Any) -> Any:
         """Reduce every torch module to a persistent-object record; leave everything else to plain pickling."""
         if isinstance(obj, torch.nn.Module):
-            return _reconstruct_persistent_obj, (self._meta(obj),)
+            return reconstruct_persistent_obj, (self._meta(obj),)
         return NotImplemented
 
     def _meta(self, module: torch.nn.Module) -> dict:
         """The official persistent-object meta for one module."""
-        if not all(hasattr(module, a) for a in ("_init_args", "_init_kwargs")):
+        if not all(hasattr(module, a) for a in ('_init_args', '_init_kwargs')):
             raise TypeError(
-                f"cannot write a {type(module).__name__} module: it has no _init_args/_init_kwargs, so it could not "
-                "be rebuilt from the snapshot"
+                f'cannot write a {type(module).__name__} module: it has no _init_args/_init_kwargs, so it could not '
+                'be rebuilt from the snapshot'
             )
         state = dict(module.__dict__)
         if self._easydict_kwargs:
-            state["_init_kwargs"] = {k: _as_easydict(v) for k, v in module._init_kwargs.items()}
+            state['_init_kwargs'] = {k: _as_easydict(v) for k, v in module._init_kwargs.items()}
         return dict(
-            type="class",
+            type='class',
             version=PERSISTENCE_VERSION,
             module_src=self._module_src,
             class_name=type(module).__name__,
@@ -123,5 +123,5 @@ class _SnapshotPickler(pickle._Pickler):
             self.save(qualname)
             self.write(pickle.STACK_GLOBAL)
         else:
-            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("ascii"))
+            self.write(pickle.GLOBAL + f'{module}\n{qualname}\n'.encode('ascii'))
         self.memoize(obj)

@@ -11,7 +11,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from stylelens.errors import StylelensError
-from stylelens.loading.safe_pickle import LazyTensor, PersistentRecord
+from stylelens.loading.records import LazyTensor, PersistentRecord
 from stylelens.vendor.stylegan2_ada import networks
 
 BUILDABLE = {'Generator': networks.Generator, 'Discriminator': networks.Discriminator}

@@ -14,8 +14,15 @@ from stylelens.errors import StylelensError
 from stylelens.metrics.features import Features, cached_features, extract
 from stylelens.metrics.inception import FeatureNetwork, load_inception
 from stylelens.metrics.inputs import FakeData, RealData, batches_of, load_real, open_fake, sampled_batches
-from stylelens.metrics.scores import (IS_SPLITS, KID_SUBSET_SIZE, KID_SUBSETS, frechet_distance, inception_score,
-                                      kernel_inception_distance, psd_sqrt)
+from stylelens.metrics.scores import (
+    IS_SPLITS,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    psd_sqrt,
+)
 
 METRICS = ('fid', 'kid', 'is')
 
@@ -71,7 +78,7 @@ def score(metrics: Sequence[str], real: Features | None, fake: Features, *, real
         results['fid'] = frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
     if 'kid' in metrics:
         if real.features is None:
-            raise StylelensError(f'KID needs the real images\' features, and {real_name} holds only statistics (mu, '
+            raise StylelensError(f"KID needs the real images' features, and {real_name} holds only statistics (mu, "
                                  f'sigma): pass the images, or a stylelens metrics cache .npz (it stores features)')
         mean, std = kernel_inception_distance(real.features, fake.features, subsets=kid_subsets,
                                               subset_size=kid_subset_size, seed=seed)

@@ -3,14 +3,11 @@ features keyed by the images' own bytes."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import click
 import numpy as np
 import torch
 
@@ -18,6 +15,7 @@ from stylelens.errors import StylelensError
 from stylelens.loading.download import cache_dir
 from stylelens.metrics.inception import PREPROCESSING, FeatureNetwork
 from stylelens.outputs import save_npz
+from stylelens.progress import progress_bar
 
 CACHE_VERSION = 1  # bump when what is stored, or how features are made, changes
 
@@ -49,12 +47,6 @@ def statistics(features: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.
         centred = x[start:start + chunk].astype(np.float64) - mu
         scatter += centred.T @ centred
     return mu, scatter / (len(x) - 1)
-
-
-def progress_bar(total: int, label: str, enabled: bool) -> Any:
-    """A click progress bar on stderr, or the same bar writing nowhere."""
-    stream = click.get_text_stream('stderr') if enabled else io.StringIO()
-    return click.progressbar(length=total, label=label, file=stream, show_pos=True)
 
 
 def extract(network: FeatureNetwork, batches: Iterable[torch.Tensor], total: int, *, label: str = 'features',

@@ -253,7 +253,7 @@ def check_state_dict(state: dict[str, torch.Tensor], net: FIDInceptionV3, path: 
                 if items]
     if problems:
         raise StylelensError(f'{path} does not hold the FID Inception weights ({"; ".join(problems)}): use '
-                             f'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth')
+                             f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
 
 
 def build_inception(path: str | os.PathLike) -> FIDInceptionV3:

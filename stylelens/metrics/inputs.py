@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from stylelens.errors import StylelensError
 from stylelens.latents import seeds_to_z
-from stylelens.loading.registry import RUN_GENERATOR
+from stylelens.loading.runs import RUN_GENERATOR
 from stylelens.metrics.features import Features, load_npz
 from stylelens.outputs import to_uint8
 
@@ -83,10 +83,10 @@ def _first(pixels: torch.Tensor, num: int | None) -> torch.Tensor:
 
 
 def load_real(value: Any, *, split: str = 'train', num: int | None = None) -> RealData:
-    """`--real`: a data spec for `stylelens.scratch.data.load_dataset`, a folder of images, an .npz of statistics
+    """`--real`: a data spec for `stylelens.datasets.load_dataset`, a folder of images, an .npz of statistics
     (mu, sigma; optionally features) or of uint8 images, an ImageDataset, or a uint8 NCHW tensor; `num` keeps the
     first images only."""
-    from stylelens.scratch.data import ImageDataset, load_dataset
+    from stylelens.datasets import ImageDataset, load_dataset
 
     if isinstance(value, ImageDataset):
         return RealData(value.spec, _first(value.pixels, num))
@@ -145,7 +145,7 @@ def open_fake(value: Any, device: str | torch.device = 'cpu', *, progress: bool 
         return FakeData(getattr(value, '__name__', 'sampler'), sampler=value)
     path = Path(os.fspath(value)).expanduser()
     if path.is_dir() and not (path / RUN_GENERATOR).is_file():
-        from stylelens.scratch.data import load_dataset
+        from stylelens.datasets import load_dataset
 
         return FakeData(str(path), pixels=load_dataset(f'folder:{path}').pixels)
     from stylelens.loading.network import load_generator, resolve

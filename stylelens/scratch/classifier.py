@@ -12,28 +12,26 @@ set, divided by the same mean over the data's test images (measured at training 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import click
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylelens.devices import pick_device, precision_context
+from stylelens.choices import CLASSIFIER_PRECISION_CHOICES, check_choice
+from stylelens.datasets import ImageDataset, load_dataset
+from stylelens.devices import pick_device, precision_context, resolve_precision
 from stylelens.errors import StylelensError
 from stylelens.outputs import atomic_path, ensure_outdir, to_uint8, write_manifest
-from stylelens.scratch.data import ImageDataset, load_dataset
+from stylelens.progress import progress_bar
 from stylelens.scratch.models import DCGANDiscriminator
-from stylelens.scratch.train import resolve_precision
 from stylelens.viz import new_figure, save_figure
 
 ARCHS = ('discriminator', 'small-cnn')
-PRECISIONS = ('auto', 'fp32', 'bf16')
 CHECKPOINT_FORMAT = 'stylelens-classifier'
 CHECKPOINT_VERSION = 1
 MAX_DIVERSITY_SAMPLES = 2000
@@ -195,8 +193,7 @@ def _check_training_options(epochs: int, batch: int, lr: float, max_steps: int |
         if value is not None and not value > 0:
             raise StylelensError(f'--{name} must be positive (got {value})')
     check_arch(arch)
-    if precision not in PRECISIONS:
-        raise StylelensError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    check_choice(precision, CLASSIFIER_PRECISION_CHOICES, 'precision')
 
 
 def _load_splits(data_spec: str, resolution: int, batch: int) -> tuple[ImageDataset, ImageDataset]:
@@ -212,12 +209,6 @@ def _load_splits(data_spec: str, resolution: int, batch: int) -> tuple[ImageData
     return train_set, load_dataset(data_spec, 'test', resolution)
 
 
-def _progress(total: int, label: str, enabled: bool) -> Any:
-    """A click progress bar on stderr, or a silent one."""
-    stream = click.get_text_stream('stderr') if enabled else io.StringIO()
-    return click.progressbar(length=total, label=label, file=stream, show_pos=True)
-
-
 def _fit(net: nn.Module, data: ImageDataset, *, epochs: int, batch: int, lr: float, seed: int,
          max_steps: int | None, device: torch.device, precision: str, progress: bool) -> dict[str, float]:
     """Cross-entropy with Adam; each epoch's batch order depends only on the seed. Returns the last epoch's mean
@@ -225,11 +216,11 @@ def _fit(net: nn.Module, data: ImageDataset, *, epochs: int, batch: int, lr: flo
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
     steps = min(len(data) // batch, max_steps or math.inf)
     losses, correct = [], 0
-    with _progress(steps * epochs, 'training classifier', progress) as bar:
+    with progress_bar(steps * epochs, 'training classifier', progress) as bar:
         for epoch in range(1, epochs + 1):
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             losses, correct = [], 0
-            bar.label = f'epoch {epoch}/{epochs}'
+            bar.set_description(f'epoch {epoch}/{epochs}')
             for idx in order[:steps * batch].view(steps, batch):
                 images, labels = data.images[idx].to(device), data.labels[idx].to(device)
                 with precision_context(precision, device):
@@ -397,7 +388,7 @@ def mode_report(G: nn.Module, classifier: Classifier, num: int, *, seed: int, ba
     reference = _reference_counts(reference_labels, K)
     z, c = _latents(G, num, seed, class_idx, next(G.parameters()).device)
     predictions, feats, samples = [], [], [[] for _ in range(K)]
-    with _progress(num, 'classifying samples', progress) as bar:
+    with progress_bar(num, 'classifying samples', progress) as bar:
         for start in range(0, num, batch):
             images = classifier.prepare(_generate(G, z[start:start + batch], c[start:start + batch]))
             labels, batch_feats = classifier.predict(images)

@@ -19,6 +19,7 @@ from stylelens.errors import StylelensError
 Terms = dict[str, torch.Tensor]
 _DEFAULT_LOSS = {'dcgan': 'bce', 'mapping-dcgan': 'bce', 'wgan-gp': 'wgan-gp', 'acgan': 'bce', 'cgan': 'bce',
                  'acgan-cifar10-classic': 'wgan-gp', 'stylegan2-small': 'bce'}
+_ONLY_LOSSES = {'stylegan2-small': ('bce',)}  # its trainer computes StyleGAN2's own non-saturating loss
 
 
 class GANLoss(NamedTuple):
@@ -44,7 +45,7 @@ def _add_aux(terms: Terms, key: str, class_logits: list[torch.Tensor | None], c:
     return terms
 
 
-def _accuracies(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> Terms:
+def accuracies(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> Terms:
     """How often D calls real images real (logit > 0) and fake images fake."""
     return dict(acc_real=(real_logits > 0).float().mean(), acc_fake=(fake_logits < 0).float().mean())
 
@@ -53,7 +54,7 @@ def bce_d(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor,
     """Binary cross-entropy on logits: -log sigmoid(D(real)) - log(1 - sigmoid(D(fake)))."""
     (real_logits, real_class), (fake_logits, fake_class) = D(real, c), D(fake.detach(), c)
     terms = dict(loss_d=F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean(),
-                 **_accuracies(real_logits.detach(), fake_logits.detach()))
+                 **accuracies(real_logits.detach(), fake_logits.detach()))
     return _add_aux(terms, 'loss_d', [real_class, fake_class], c, aux_weight)
 
 
@@ -68,7 +69,7 @@ def hinge_d(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: torch.Tenso
     """Hinge loss: relu(1 - D(real)) + relu(1 + D(fake))."""
     (real_logits, real_class), (fake_logits, fake_class) = D(real, c), D(fake.detach(), c)
     terms = dict(loss_d=F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean(),
-                 **_accuracies(real_logits.detach(), fake_logits.detach()))
+                 **accuracies(real_logits.detach(), fake_logits.detach()))
     return _add_aux(terms, 'loss_d', [real_class, fake_class], c, aux_weight)
 
 
@@ -112,3 +113,9 @@ def default_loss(model: str) -> str:
     if model not in _DEFAULT_LOSS:
         raise StylelensError(f"unknown model {model!r}: choose one of {', '.join(_DEFAULT_LOSS)}")
     return _DEFAULT_LOSS[model]
+
+
+def accepted_losses(model: str) -> tuple[str, ...]:
+    """The loss names (keys of LOSSES) `model` trains with: all of them unless its trainer fixes one."""
+    default_loss(model)
+    return _ONLY_LOSSES.get(model, tuple(LOSSES))

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from stylelens.choices import NOISE_MODES, check_choice
 from stylelens.errors import StylelensError
 from stylelens.scratch.stylegan2 import build_stylegan2
 
 MODELS = ('dcgan', 'mapping-dcgan', 'wgan-gp', 'acgan', 'cgan', 'acgan-cifar10-classic', 'stylegan2-small')
 D_NORMS = ('batch', 'layer', 'instance', 'spectral', 'none')
-NOISE_MODES = ('random', 'const', 'none')
 _DEFAULT_D_NORM = {'wgan-gp': 'layer'}
 
 
@@ -237,12 +237,12 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, normalize_2nd_moment(self.embed(_labels(c, self.c_dim, 'generator')))], dim=1)
         for idx in range(self.num_layers):
             x = getattr(self, f'fc{idx}')(x)
-        if update_emas:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        if update_emas:  # in w_avg's float32: under bf16/fp16 autocast the layers return half-precision w
+            self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         if truncation_psi != 1:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
+            x[:, :cutoff] = self.w_avg.to(x.dtype).lerp(x[:, :cutoff], truncation_psi)
         return x
 
 
@@ -275,8 +275,7 @@ class SynthesisLayer(nn.Module):
 
     def noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
         """Fresh noise (`random`), the stored buffer (`const`), or none, times the learned strength."""
-        if noise_mode not in NOISE_MODES:
-            raise StylelensError(f"unknown noise_mode {noise_mode!r}: choose one of {', '.join(NOISE_MODES)}")
+        check_choice(noise_mode, NOISE_MODES, 'noise mode')
         if not self.use_noise or noise_mode == 'none':
             return None
         if noise_mode == 'const':

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylelens.errors import StylelensError
-from stylelens.scratch.losses import _accuracies
+from stylelens.scratch.losses import accuracies
 from stylelens.vendor.stylegan2_ada.networks import Discriminator, Generator
 
 MODEL = 'stylegan2-small'
@@ -123,8 +123,8 @@ class StyleGAN2Step:
         loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        accuracies = _accuracies(real_logits.detach(), fake_logits.detach())
-        metrics = dict(loss_d=float(loss.detach()), **{k: float(v) for k, v in accuracies.items()})
+        accuracy = accuracies(real_logits.detach(), fake_logits.detach())
+        metrics = dict(loss_d=float(loss.detach()), **{k: float(v) for k, v in accuracy.items()})
         if self.r1_gamma > 0 and self.steps_done() % R1_INTERVAL == 0:
             metrics['r1'] = self.r1_penalty(real)
         self.opt_d.step()

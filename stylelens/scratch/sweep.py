@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stylelens.errors import StylelensError
+from stylelens.loading.runs import RUN_CHECKPOINT, load_run_generator
 from stylelens.outputs import atomic_write_text, ensure_outdir, write_manifest
-from stylelens.scratch.train import (CHECKPOINT, OPTIMIZERS, TrainConfig, load_run_generator,
-                                     resolve_config, train)
+from stylelens.scratch.config import OPTIMIZERS, TrainConfig, resolve_config
+from stylelens.scratch.train import train
 from stylelens.viz import new_figure, save_figure
 
 SCORE_NAME = 'classifier_js'
@@ -116,7 +117,7 @@ def run_setting(config: TrainConfig, rundir: Path, progress: bool) -> str:
     """Train one setting unless already finished, resuming an interrupted run; returns what was done."""
     if is_finished(rundir):
         return 'skipped (finished)'
-    resume = (rundir / CHECKPOINT).is_file()
+    resume = (rundir / RUN_CHECKPOINT).is_file()
     train(config, rundir, resume=resume, progress=progress)
     return 'resumed' if resume else 'trained'
 
@@ -157,9 +158,9 @@ class Scorer:
 
 def make_scorer(classifier_path: Path, data: str, num: int, device: str) -> Scorer:
     """A classifier scorer whose reference is the class histogram of the training data."""
+    from stylelens.datasets import load_dataset
     from stylelens.devices import pick_device
     from stylelens.scratch.classifier import load_classifier
-    from stylelens.scratch.data import load_dataset
 
     classifier = load_classifier(classifier_path, pick_device(device))
     return Scorer(classifier, load_dataset(data, 'train').labels, num)

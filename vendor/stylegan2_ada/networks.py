@@ -17,8 +17,18 @@ from typing import Any, Iterator
 
 import torch
 
-from .ops import (ACTIVATIONS, bias_act, conv2d_resample, demodulation_coefficients, downsample2d, modulated_conv2d,
-                  normalize_2nd_moment, scale_shift_lrelu, setup_filter, upsample2d)
+from .ops import (
+    ACTIVATIONS,
+    bias_act,
+    conv2d_resample,
+    demodulation_coefficients,
+    downsample2d,
+    modulated_conv2d,
+    normalize_2nd_moment,
+    scale_shift_lrelu,
+    setup_filter,
+    upsample2d,
+)
 
 DEFAULT_FILTER = (1, 3, 3, 1)
 
@@ -204,7 +214,7 @@ class SynthesisLayer(torch.nn.Module):
             return torch.randn([batch, 1, self.resolution, self.resolution], device=device) * self.noise_strength
         if noise_mode == 'const':
             return self.noise_const * self.noise_strength
-        raise ValueError(f"noise_mode must be one of random, const, none (got {noise_mode!r})")
+        raise ValueError(f'noise_mode must be one of random, const, none (got {noise_mode!r})')
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', gain: float = 1,
                 fused_modconv: bool | None = None) -> torch.Tensor:
@@ -268,7 +278,7 @@ class SynthesisBlock(torch.nn.Module):
                  conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
                  fused_modconv_default: Any = True, **layer_kwargs: Any):
         if architecture not in ('orig', 'skip', 'resnet'):
-            raise ValueError(f"architecture must be one of orig, skip, resnet (got {architecture!r})")
+            raise ValueError(f'architecture must be one of orig, skip, resnet (got {architecture!r})')
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -429,7 +439,7 @@ class DiscriminatorBlock(torch.nn.Module):
         if in_channels not in (0, tmp_channels):
             raise ValueError('in_channels must be 0 or tmp_channels')
         if architecture not in ('orig', 'skip', 'resnet'):
-            raise ValueError(f"architecture must be one of orig, skip, resnet (got {architecture!r})")
+            raise ValueError(f'architecture must be one of orig, skip, resnet (got {architecture!r})')
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution

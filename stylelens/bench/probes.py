@@ -2,23 +2,23 @@
 recording every synthesis block against a plain forward pass, (b) the peak memory of `stylelens activations
 --blocks all` for 8 seeds against a plain batch-8 forward pass, each in a fresh process.
 
-`run(out_dir, quick)` returns the numbers (and a Markdown table under 'markdown'); `stylelens.bench` calls it.
+`run(out_dir, quick)` returns the numbers (and a Markdown table under 'markdown'); the `stylelens.bench` driver
+runs it in a worker process (`worker_probes`).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from stylelens.cli import cli
+from stylelens.bench.timing import median, run_command, seconds
 from stylelens.generation import seeds_to_ws, synthesize
 from stylelens.loading.network import load_generator
 from stylelens.loading.official_writer import dump_snapshot
@@ -47,12 +47,6 @@ def build_generator(seed: int = SEED) -> torch.nn.Module:
     return G.eval().requires_grad_(False)
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def measure_overhead(G: torch.nn.Module, runs: int) -> dict[str, Any]:
     """Median seconds of `G.synthesis` at batch 4, plain and while a probe records every block (copies kept on the
     CPU, as `run_with_cache` does); the two are interleaved after one warm-up call each."""
@@ -70,9 +64,9 @@ def measure_overhead(G: torch.nn.Module, runs: int) -> dict[str, Any]:
     plain(), recorded()
     times: dict[str, list[float]] = {'plain': [], 'recorded': []}
     for _ in range(runs):
-        times['plain'].append(_seconds(plain))
-        times['recorded'].append(_seconds(recorded))
-    plain_s, recorded_s = statistics.median(times['plain']), statistics.median(times['recorded'])
+        times['plain'].append(seconds(plain))
+        times['recorded'].append(seconds(recorded))
+    plain_s, recorded_s = median(times['plain']), median(times['recorded'])
     copy_s = _copy_seconds(G, ws, blocks, runs)
     return dict(batch=OVERHEAD_BATCH, runs=runs, blocks=len(blocks), threads=torch.get_num_threads(),
                 plain_seconds=plain_s, recorded_seconds=recorded_s, overhead=recorded_s / plain_s - 1,
@@ -86,30 +80,33 @@ def _copy_seconds(G: torch.nn.Module, ws: torch.Tensor, blocks: list[str], runs:
     with probe(G, blocks) as cache, torch.no_grad():
         G.synthesis(ws, noise_mode='const')
     tensors = [t for value in cache.values() for t in value.values() if t is not None]
-    return statistics.median(_seconds(lambda: [t.clone() for t in tensors]) for _ in range(runs))
+    return median([seconds(lambda: [t.clone() for t in tensors]) for _ in range(runs)])
 
 
 def child(mode: str, network: str, outdir: str) -> None:
-    """Run one workload in this (fresh) process and print its peak RSS in KiB as JSON: 'load' (import and load
-    only), 'plain' (one batch-8 forward of seeds 0-7) or 'activations' (the real command, all blocks)."""
+    """Run one workload from this (fresh) process and print its peak RSS in KiB as JSON: 'load' (import and load
+    only) and 'plain' (one batch-8 forward of seeds 0-7) run here; 'activations' runs the real command,
+    `python -m stylelens activations --blocks all`, as this process's only child and reports that child's peak."""
     import resource
 
     if mode == 'activations':
-        cli(args=['activations', '--network', network, '--seeds', MEMORY_SEEDS, '--blocks', 'all', '--device', 'cpu',
-                  '--outdir', outdir], standalone_mode=False)
+        run_command([sys.executable, '-m', 'stylelens', 'activations', '--network', network, '--seeds', MEMORY_SEEDS,
+                     '--blocks', 'all', '--device', 'cpu', '--outdir', outdir])
+        maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     else:
         G = load_generator(network, progress=False)
         if mode == 'plain':
             synthesize(G, seeds_to_ws(G, list(range(8))), noise_mode='const')
-    print(json.dumps(dict(mode=mode, maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(mode=mode, maxrss_kib=maxrss)))
 
 
 def _child_rss(mode: str, network: Path, outdir: Path) -> int:
     """Peak RSS (KiB) of one `child` workload in a fresh interpreter."""
-    code = f'from stylelens.bench_probes import child; child({mode!r}, {str(network)!r}, {str(outdir)!r})'
+    code = f'from stylelens.bench.probes import child; child({mode!r}, {str(network)!r}, {str(outdir)!r})'
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f'bench_probes child {mode!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
+        raise RuntimeError(f'bench probes child {mode!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])['maxrss_kib']
 
 
@@ -127,7 +124,7 @@ def measure_memory(G: torch.nn.Module, work: Path) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The results as a Markdown table."""
+    """The results as a Markdown table, for bench_probes.md and the README."""
     o, m = results['overhead'], results['memory']
     mib = 1 / 1024
     verdict = {True: 'met', False: 'NOT met'}
@@ -153,7 +150,7 @@ def markdown(results: dict[str, Any]) -> str:
     ])
 
 
-def run(out_dir: Path, quick: bool) -> dict:
+def run(out_dir: Path, quick: bool) -> dict[str, Any]:
     """Measure both, write `bench_probes.json` and `bench_probes.md` into `out_dir`, and return the numbers with
     the Markdown table under 'markdown'. `quick` takes 3 timed runs instead of 7."""
     out_dir = Path(out_dir)
@@ -168,3 +165,8 @@ def run(out_dir: Path, quick: bool) -> dict:
     atomic_write_text(out_dir / 'bench_probes.json', json.dumps(results, indent=2) + '\n')
     atomic_write_text(out_dir / 'bench_probes.md', results['markdown'] + '\n')
     return results
+
+
+def worker_probes(args: argparse.Namespace) -> dict[str, Any]:
+    """The probe benchmark as a `--worker probes` process (it writes its own bench_probes.json / .md too)."""
+    return run(Path(args.out), quick=args.quick)

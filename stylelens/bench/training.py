@@ -1,6 +1,6 @@
 """Training throughput of the from-scratch DCGAN (`stylelens train --model dcgan`) against a plain PyTorch loop.
 
-Run it alone as ``python -m stylelens.bench_training [--out DIR] [--quick] [--explore] [--device cpu]`` (it writes
+Run it alone as ``python -m stylelens.bench.training [--out DIR] [--quick] [--explore] [--device cpu]`` (it writes
 ``DIR/bench_training.json`` and ``.md``); ``make bench`` runs it as one section of `stylelens.bench`. For 32x32 and
 64x64 images at batch 128, with the same networks (``build_models('dcgan', resolution=R, channels=3)``, seeded) and
 the same synthetic data (uniform noise in [-1, 1], no dataset), it times steady-state training steps of
@@ -19,9 +19,9 @@ on the CPU) with G and D wrapped in ``torch.compile(dynamic=False)``: whether it
 an empty compile cache (reported apart), and how fast it then is.
 
 Each case runs in a fresh process (``--worker``): build, warm-up steps (untimed: first-call and compile costs), then
-timed steps, one at a time, median; images/s = batch / median step time. As in `stylelens.bench`, every timed step
-records how much CPU other processes used meanwhile, disturbed steps are repeated in a full run (at most as many
-again) and results that still include some are marked.
+timed steps, one at a time, median; images/s = batch / median step time. With the shared
+`stylelens.bench.timing.repeat`, every timed step records how much CPU other processes used meanwhile, disturbed
+steps are repeated in a full run (at most as many again) and results that still include some are marked.
 
 **Equal quality**: every case starts from the same seed, weights and data, so its per-step losses are comparable
 with stylelens fp32's. The reduced-precision and compiled stylelens steps draw the same latents as fp32, so the gap
@@ -46,7 +46,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from stylelens.bench import CONTENDED_CPUS, log, repeat, runs_dict
+from stylelens.bench.timing import CONTENDED_CPUS, load_average, log, repeat, runs_dict
 
 MODEL = 'dcgan'
 RESOLUTIONS = (32, 64)
@@ -84,6 +84,7 @@ class Case:
 
     @property
     def label(self) -> str:
+        """The row's name in the table, saying what differs from `stylelens train`'s own step."""
         if self.loop == 'plain':
             return 'plain PyTorch loop, fp32'
         parts = [f'stylelens step, {self.precision}']
@@ -96,26 +97,28 @@ class Case:
         return ' + '.join(parts)
 
     def spec(self) -> str:
+        """The case as one `--worker` argument, read back by `parse`."""
         return ':'.join((self.loop, self.precision, self.layout, self.compile))
 
     @classmethod
     def parse(cls, text: str) -> 'Case':
+        """The case a `spec` string names, for the worker process."""
         return cls(*text.split(':'))
 
 
 def offered_precisions() -> list[str]:
-    """The explicit precisions `stylelens train` offers (its PRECISIONS without 'auto'), read from train.py so that
-    new ones get measured."""
-    from stylelens.scratch.train import PRECISIONS
+    """The explicit precisions `stylelens train` offers (its --precision choices without 'auto'), read from where
+    train takes them so that new ones get measured."""
+    from stylelens.choices import TRAIN_PRECISION_CHOICES
 
-    return [p for p in PRECISIONS if p != 'auto']
+    return [p for p in TRAIN_PRECISION_CHOICES if p != 'auto']
 
 
 def auto_precision(device: str) -> str:
     """What `--precision auto` picks on this device."""
     import torch
 
-    from stylelens.scratch.train import resolve_precision
+    from stylelens.devices import resolve_precision
 
     return resolve_precision('auto', torch.device(device))
 
@@ -189,23 +192,25 @@ def plain_loop(resolution: int, batch: int, device: Any) -> Any:
 
 def stylelens_step(case: Case, resolution: int, batch: int, device_name: str) -> tuple[Any, dict[str, Any]]:
     """`stylelens train`'s step for `case`, its Run built as `train()` builds it (config resolved, G and D seeded and
-    built by `_build`, optimizers by `_new_run`, the step by `make_step`); returns `step(real) -> (loss_d, loss_g)`
+    built by `build_networks`, optimizers by `new_run`, the step by `make_step`); returns `step(real) -> (loss_d, loss_g)`
     and what was built. Layouts and compilation that train does not offer are applied on top."""
     import torch
 
+    from stylelens.devices import pick_device, resolve_precision
     from stylelens.scratch import train as st
+    from stylelens.scratch.config import TrainConfig, build_kwargs, memory_format, resolve_config
 
     precision = case.precision
-    config = st.resolve_config(st.TrainConfig(model=MODEL, data='synthetic', batch=batch, resolution=resolution,
-                                              precision=precision, device=device_name, seed=SEED))
-    device = st.pick_device(config.device)
-    precision = st.resolve_precision(config.precision, device)
+    config = resolve_config(TrainConfig(model=MODEL, data='synthetic', batch=batch, resolution=resolution,
+                                        precision=precision, device=device_name, seed=SEED))
+    device = pick_device(config.device)
+    precision = resolve_precision(config.precision, device)
     dataset = SimpleNamespace(resolution=resolution, channels=CHANNELS, num_classes=0)
-    kwargs = st.build_kwargs(config, dataset)
-    layouts = dict(train=st.memory_format(precision), channels_last=torch.channels_last,
+    kwargs = build_kwargs(config, dataset)
+    layouts = dict(train=memory_format(precision), channels_last=torch.channels_last,
                    contiguous=torch.contiguous_format)
-    G, D = st._build(config, kwargs, device, layouts[case.layout])
-    run = st._new_run(config, G, D, kwargs, torch.amp.GradScaler(device.type, enabled=precision == 'fp16'))
+    G, D = st.build_networks(config, kwargs, device, layouts[case.layout])
+    run = st.new_run(config, G, D, kwargs, torch.amp.GradScaler(device.type, enabled=precision == 'fp16'))
     step = dataclasses.replace(st.make_step(run, dataset.num_classes, device, precision),
                                memory_format=layouts[case.layout])
     if case.compile != 'none':
@@ -268,7 +273,7 @@ def worker(case: Case, resolution: int, batch: int, device_name: str, warmup_ste
 
 def run_worker(case: Case, resolution: int, batch: int, device: str, settings: Settings) -> dict[str, Any]:
     """One case in a fresh interpreter; a crash or timeout comes back as a failed result."""
-    cmd = [sys.executable, '-m', 'stylelens.bench_training', '--worker', case.spec(), '--resolution',
+    cmd = [sys.executable, '-m', 'stylelens.bench.training', '--worker', case.spec(), '--resolution',
            str(resolution), '--batch', str(batch), '--device', device, '--warmup', str(settings.warmup_steps),
            '--steps', str(settings.timed_steps)] + (['--retry'] if settings.retry_disturbed else [])
     failed = dict(case=asdict(case), label=case.label, resolution=resolution, batch=batch, device=device, ok=False,
@@ -327,7 +332,7 @@ def run(out_dir: Path | None = None, quick: bool = False, device: str = 'cpu', e
     Returns the numbers with the Markdown under 'markdown'."""
     started = time.perf_counter()
     settings = settings or dataclasses.replace(QUICK if quick else FULL, explore=explore)
-    load_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None
+    load_start = load_average()
     by_resolution: dict[str, list[dict[str, Any]]] = {}
     for resolution in RESOLUTIONS:
         results = []
@@ -344,7 +349,7 @@ def run(out_dir: Path | None = None, quick: bool = False, device: str = 'cpu', e
         by_resolution[str(resolution)] = results
     out = dict(model=MODEL, batch=BATCH, device=device, settings=asdict(settings), contended_cpus=CONTENDED_CPUS,
                auto_precision=auto_precision(device), results=by_resolution, load_average_start=load_start,
-               load_average_end=[round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None,
+               load_average_end=load_average(),
                seconds=time.perf_counter() - started)
     out['markdown'] = render_markdown(out)
     if out_dir is not None:
@@ -367,7 +372,7 @@ def render_markdown(out: dict[str, Any]) -> str:
         f'rows run `stylelens train`\'s own step (`--precision auto` is {out["auto_precision"]} here). "first steps" '
         f'is what the untimed steps took beyond steady state (compiling with an empty cache, for torch.compile). '
         f'Quality: every row starts from the same seed, weights and data; the loss curves are compared with '
-        f'stylelens fp32\'s over all steps (|Δ loss_d| after the first step, largest |Δ loss_d| / |Δ loss_g|). '
+        f"stylelens fp32's over all steps (|Δ loss_d| after the first step, largest |Δ loss_d| / |Δ loss_g|). "
         f'The other stylelens rows draw the same latents as fp32, so their Δ is the cost of precision or '
         f'compilation; the plain loop draws other latents after its first D step, so its Δ is that of an equally '
         f'valid fp32 run, the yardstick. * = some kept steps had other processes using ≥ {out["contended_cpus"]} '
@@ -401,7 +406,8 @@ def render_markdown(out: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='python -m stylelens.bench_training',
+    """Command-line options of the standalone run (the --worker options are internal)."""
+    parser = argparse.ArgumentParser(prog='python -m stylelens.bench.training',
                                      description='Training throughput: stylelens train step vs a plain PyTorch loop.')
     parser.add_argument('--out', type=Path, default=Path('bench/results'), help='results folder')
     parser.add_argument('--quick', action='store_true', help='fewer steps, no torch.compile case')
@@ -418,6 +424,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run the training benchmark alone (or, with --worker, one case) and write bench_training.json / .md."""
     args = parse_args(argv)
     if args.worker:
         print(json.dumps(worker(Case.parse(args.worker), args.resolution, args.batch, args.device, args.warmup,
