@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from stylelens.errors import StylelensError
+from stylelens.loading.formats import ROSINALITY, TENSORFLOW, detect_format
 from stylelens.loading.rebuild import rebuild
 from stylelens.loading.records import PersistentRecord, materialize_tensors, to_plain
 from stylelens.loading.registry import ResolvedSource, default_network_name, get_entry, resolve_entry, resolve_source
@@ -31,20 +32,36 @@ def resolve(source: str | os.PathLike | ResolvedSource | None, progress: bool = 
 
 
 def is_run_generator(path: Path) -> bool:
-    """True for a `stylelens train` generator file: named generator.pt, or any torch.save zip (never a snapshot).
-    Unreadable paths are False, so the snapshot loader reports them."""
+    """True for a `stylelens train` generator file: named generator.pt, or a torch.save zip that is not a
+    rosinality checkpoint (never a snapshot). Unreadable paths are False, so the snapshot loader reports them."""
     if path.name == RUN_GENERATOR:
         return True
     try:
         with open(path, 'rb') as f:
-            return f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+            zipped = f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
     except OSError:
         return False
+    return zipped and detect_format(path) != ROSINALITY
 
 
 def _load_run_generator(resolved: ResolvedSource, device: str | torch.device) -> torch.nn.Module:
     """G of a `stylelens train` run on `device`."""
     return load_run_generator(resolved.path).to(device)
+
+
+def _load_other_format(path: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The networks `keys` (of G, D, G_ema) of a TensorFlow pickle or a rosinality checkpoint, rebuilt as our
+    official-layout modules, plus `training_set_kwargs` and `augment_pipe`; None for official pickles."""
+    fmt = detect_format(path)
+    if fmt == TENSORFLOW:
+        from stylelens.loading.tf_pickle import load_tf_networks
+
+        return load_tf_networks(path, keys)
+    if fmt == ROSINALITY:
+        from stylelens.loading.rosinality import load_rosinality_networks
+
+        return load_rosinality_networks(path, keys)
+    return None
 
 
 def _read_snapshot(resolved: ResolvedSource) -> dict:
@@ -61,7 +78,8 @@ def load_network(source: str | os.PathLike | ResolvedSource | None = None, *, de
                  progress: bool = True) -> dict[str, Any]:
     """Load a snapshot as the official loader does: {'G', 'D', 'G_ema', 'training_set_kwargs', 'augment_pipe'}.
 
-    Networks are our vendor modules in eval mode with gradients off; `augment_pipe` is returned as its inert
+    TensorFlow pickles and rosinality checkpoints are read too, their networks rebuilt in the official layout (a
+    format without some network gives None for it). Networks are our vendor modules in eval mode with gradients off; `augment_pipe` is returned as its inert
     record (never executed), or None. A `stylelens train` run gives its generator as both G and G_ema, and D None
     (`generator.pt` holds no discriminator).
     """
@@ -69,6 +87,9 @@ def load_network(source: str | os.PathLike | ResolvedSource | None = None, *, de
     if is_run_generator(resolved.path):
         G = _load_run_generator(resolved, device)
         return dict(G=G, G_ema=G, D=None, training_set_kwargs=None, augment_pipe=None)
+    other = _load_other_format(resolved.path, NETWORK_KEYS)
+    if other is not None:
+        return {k: v.to(device) if isinstance(v, torch.nn.Module) else v for k, v in other.items()}
     snapshot = _read_snapshot(resolved)
     records = {k: snapshot[k] for k in NETWORK_KEYS if isinstance(snapshot.get(k), PersistentRecord)}
     result: dict[str, Any] = {k: rebuild(rec, k).to(device) for k, rec in records.items()}
@@ -84,6 +105,9 @@ def load_generator(source: str | os.PathLike | ResolvedSource | None = None, *,
     resolved = resolve(source, progress)
     if is_run_generator(resolved.path):
         return _load_run_generator(resolved, device)
+    other = _load_other_format(resolved.path, ('G_ema',))
+    if other is not None:
+        return other['G_ema'].to(device)
     snapshot = _read_snapshot(resolved)
     key = 'G_ema' if isinstance(snapshot.get('G_ema'), PersistentRecord) else 'G'
     if not isinstance(snapshot.get(key), PersistentRecord):

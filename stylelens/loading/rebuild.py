@@ -5,10 +5,9 @@ builds is then checked against the record tree: same names, same tensor shapes, 
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from stylelens.errors import StylelensError
 from stylelens.loading.records import LazyTensor, PersistentRecord
@@ -21,15 +20,6 @@ CHECKED_ATTRIBUTES = ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'img_resolution', 'im
                       'in_channels', 'out_channels', 'architecture', 'is_last', 'up', 'down', 'activation',
                       'conv_clamp', 'use_noise', 'w_avg_beta', 'num_layers', 'cmap_dim', 'group_size',
                       'num_channels', 'in_features', 'out_features', 'use_fp16')
-
-
-class _SkipRandomInit(TorchFunctionMode):
-    """Construct modules without drawing random initial values: every tensor is overwritten from the snapshot."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is torch.randn:
-            return torch.empty(*args, **(kwargs or {}))
-        return func(*args, **(kwargs or {}))
 
 
 class NetworkRebuildError(StylelensError):
@@ -136,6 +126,37 @@ def _check_structure(module: torch.nn.Module, record: PersistentRecord, what: st
                                           f'{getattr(sub, attr)!r} in the rebuilt network')
 
 
+def build_checked(cls: Callable[..., torch.nn.Module], args: tuple, kwargs: dict,
+                  tensors: Mapping[str, torch.Tensor | LazyTensor], what: str,
+                  check: Callable[[torch.nn.Module], None] | None = None) -> torch.nn.Module:
+    """Build `cls(*args, **kwargs)` on the meta device, run `check` on it, compare every tensor's name and shape with
+    `tensors` (a state_dict of the official layout), and only then put the tensors in: options that declare a
+    network the tensors do not fill (or one too big for memory) are refused before anything is allocated."""
+    try:
+        with torch.device('meta'):
+            module = cls(*args, **kwargs)
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as exc:
+        raise NetworkRebuildError(f'{what}: cannot build {cls.__name__} from the recorded options '
+                                  f'({" ".join(str(exc).split())[:200]})') from None
+    if check is not None:
+        check(module)
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise NetworkRebuildError(f'{what}: tensors do not match the architecture (missing: '
+                                  f"{', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'})")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise NetworkRebuildError(f'{what}.{name} has shape {list(tensor.shape)} in the file but the network '
+                                      f'needs {list(expected[name].shape)}')
+    module.load_state_dict({k: _decoded(v).detach() for k, v in tensors.items()}, assign=True)
+    unset = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if unset:
+        raise NetworkRebuildError(f"{what}: the file does not set {', '.join(unset[:5])}")
+    return module.eval().requires_grad_(False)
+
+
 def rebuild(record: PersistentRecord, what: str) -> torch.nn.Module:
     """Build our module for a Generator/Discriminator record and copy its tensors in (eval mode, no grad)."""
     if record.class_name not in BUILDABLE:
@@ -144,24 +165,5 @@ def rebuild(record: PersistentRecord, what: str) -> torch.nn.Module:
     if record.class_name == 'Generator':
         _ensure_stylegan2(record)
     args = _plain(tuple(record.state.get('_init_args') or ()))
-    kwargs = init_kwargs(record)
-    try:
-        with _SkipRandomInit():
-            module = BUILDABLE[record.class_name](*args, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise NetworkRebuildError(f'{what}: cannot build {record.class_name} from the recorded init kwargs '
-                                  f'({exc})') from None
-    _check_structure(module, record, what)
-    expected = module.state_dict()
-    recorded = _tensors(record)
-    missing = sorted(set(expected) - set(recorded))
-    unexpected = sorted(set(recorded) - set(expected))
-    if missing or unexpected:
-        raise NetworkRebuildError(f'{what}: tensors do not match the architecture (missing: '
-                                  f"{', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'})")
-    for name, tensor in recorded.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise NetworkRebuildError(f'{what}.{name} has shape {list(tensor.shape)} in the pickle but the network '
-                                      f'needs {list(expected[name].shape)}')
-    module.load_state_dict({k: _decoded(v).detach() for k, v in recorded.items()}, assign=True)
-    return module.eval().requires_grad_(False)
+    return build_checked(BUILDABLE[record.class_name], args, init_kwargs(record), _tensors(record), what,
+                         lambda module: _check_structure(module, record, what))
