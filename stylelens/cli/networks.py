@@ -39,8 +39,8 @@ def networks(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = ('NAME', 'RES', 'C_DIM', 'KIND', 'CACHED', 'SHA256', 'DESCRIPTION')
-    keys = ('name', 'resolution', 'c_dim', 'kind', 'cached', 'sha256_known')
+    header = ('NAME', 'RES', 'C_DIM', 'KIND', 'FORMAT', 'CACHED', 'SHA256', 'DESCRIPTION')
+    keys = ('name', 'resolution', 'c_dim', 'kind', 'format', 'cached', 'sha256_known')
     table = [header] + [(*(_cell(r[k]) for k in keys), r['description'] + (' [community]' if r['community'] else ''))
                         for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(keys))]

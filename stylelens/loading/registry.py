@@ -24,6 +24,7 @@ class RegistryEntry:
     name: str
     kind: str
     description: str = ''
+    format: str = 'official-pickle'
     url: str | None = None
     path: str | None = None
     resolution: int | None = None
