@@ -27,6 +27,7 @@ COMMANDS = {
     'modes': ('stylelens.cli.modes', 'modes', 'Class coverage of a generator: histogram, JS/KL, missing modes.'),
     'sweep': ('stylelens.cli.sweep', 'sweep', 'Train one run per setting (LR, optimizer, depths) and name the best.'),
     'metrics': ('stylelens.cli.metrics', 'metrics', 'FID, KID and IS of a generator or image folder vs real data.'),
+    'convert': ('stylelens.cli.convert', 'convert', 'Write a network as a rosinality checkpoint, safetensors or pickle.'),
 }
 
 

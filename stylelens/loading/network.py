@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from stylelens.errors import StylelensError
-from stylelens.loading.formats import ROSINALITY, TENSORFLOW, detect_format
+from stylelens.loading.formats import ROSINALITY, SAFETENSORS, TENSORFLOW, detect_format
 from stylelens.loading.rebuild import rebuild
 from stylelens.loading.records import PersistentRecord, materialize_tensors, to_plain
 from stylelens.loading.registry import ResolvedSource, default_network_name, get_entry, resolve_entry, resolve_source
@@ -50,8 +50,8 @@ def _load_run_generator(resolved: ResolvedSource, device: str | torch.device) ->
 
 
 def _load_other_format(path: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """The networks `keys` (of G, D, G_ema) of a TensorFlow pickle or a rosinality checkpoint, rebuilt as our
-    official-layout modules, plus `training_set_kwargs` and `augment_pipe`; None for official pickles."""
+    """The networks `keys` (of G, D, G_ema) of a TensorFlow pickle, a rosinality checkpoint or a stylelens
+    safetensors export, rebuilt as our official-layout modules, plus `training_set_kwargs` and `augment_pipe`; None for official pickles."""
     fmt = detect_format(path)
     if fmt == TENSORFLOW:
         from stylelens.loading.tf_pickle import load_tf_networks
@@ -61,6 +61,10 @@ def _load_other_format(path: Path, keys: tuple[str, ...]) -> dict[str, Any] | No
         from stylelens.loading.rosinality import load_rosinality_networks
 
         return load_rosinality_networks(path, keys)
+    if fmt == SAFETENSORS:
+        from stylelens.loading.safetensors_file import load_safetensors_networks
+
+        return load_safetensors_networks(path, keys)
     return None
 
 

@@ -32,8 +32,8 @@ from stylelens.loading.snapshot_file import (
 )
 
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_ALLOWED_SUMMARY = 'tensors, dicts, numpy scalars and the network records'
-_NOT_EXECUTED = 'The file was not executed.'
+_ALLOWED_SUMMARY = 'tensors, dicts, numpy scalars and arrays, and the network records'
+NOT_EXECUTED = 'The file was not executed.'
 
 
 class UnsafePickleError(StylelensError):
@@ -48,13 +48,13 @@ def load_snapshot(file: str | os.PathLike | BinaryIO, *, lazy_tensors: bool = Fa
     memory-mapped so big tensor payloads are not even read; the mapping is closed before this returns.
     """
     label = source_label(file)
-    with _labelled_errors(label), open_snapshot(file, label, mapped=lazy_tensors) as (reader, size):
+    with labelled_errors(label), open_snapshot(file, label, mapped=lazy_tensors) as (reader, size):
         unpickler = _LazyUnpickler(reader, label) if lazy_tensors else _SafeUnpickler(reader)
-        return _unpickle(unpickler, reader, size)
+        return run_unpickler(unpickler, reader, size)
 
 
 @contextlib.contextmanager
-def _labelled_errors(label: str) -> Iterator[None]:
+def labelled_errors(label: str) -> Iterator[None]:
     """Prefix refusals and corruption errors with the file they concern, so every message names it."""
     try:
         yield
@@ -64,8 +64,9 @@ def _labelled_errors(label: str) -> Iterator[None]:
         raise CorruptNetworkError(f'cannot load {label!r}: {err}') from None
 
 
-def _unpickle(unpickler: _SafeUnpickler, reader: StrictReader | MappedReader, size: int) -> Any:
-    """Run the restricted unpickler over the whole `size`-byte buffer and check nothing follows the pickle."""
+def run_unpickler(unpickler: pickle._Unpickler, reader: StrictReader | MappedReader, size: int) -> Any:
+    """Run a restricted unpickler over the whole `size`-byte buffer and check nothing follows the pickle; any
+    malformed stream becomes a one-line `CorruptNetworkError`."""
     try:
         obj = unpickler.load()
     except StylelensError:
@@ -87,25 +88,43 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def _numpy_dtype(spec: object, align: object = False, copy: object = False) -> np.dtype:
+def numpy_dtype(spec: object, align: object = False, copy: object = False) -> np.dtype:
     """Rebuild a numpy dtype from its type string, refusing anything that could hold Python objects."""
     if not isinstance(spec, str) or not isinstance(align, bool) or not isinstance(copy, bool):
         raise CorruptNetworkError('a numpy dtype record has unexpected arguments')
     dtype = np.dtype(spec, align, copy)
     if dtype.hasobject:
-        raise UnsafePickleError(f'it contains a numpy object dtype, which can hold arbitrary objects. {_NOT_EXECUTED}')
+        raise UnsafePickleError(f'it contains a numpy object dtype, which can hold arbitrary objects. {NOT_EXECUTED}')
     return dtype
 
 
-def _numpy_scalar(dtype: object, payload: object = None) -> np.generic:
+def numpy_scalar(dtype: object, payload: object = None) -> np.generic:
     """Rebuild a numpy scalar from its dtype and raw bytes (object dtypes refused)."""
     if not isinstance(dtype, np.dtype) or not isinstance(payload, bytes):
         raise CorruptNetworkError('a numpy scalar record has unexpected arguments')
     if dtype.hasobject:
-        raise UnsafePickleError(f'it contains a numpy object scalar. {_NOT_EXECUTED}')
+        raise UnsafePickleError(f'it contains a numpy object scalar. {NOT_EXECUTED}')
     if len(payload) != dtype.itemsize:
         raise CorruptNetworkError('a numpy scalar record has the wrong number of bytes')
     return np.frombuffer(payload, dtype=dtype)[0]
+
+
+def _numpy_array_start(subtype: object, shape: object, typecode: object) -> np.ndarray:
+    """The empty array numpy's pickles start from (``_reconstruct(ndarray, (0,), b'b')``); BUILD fills it in."""
+    if subtype is not np.ndarray or shape != (0,) or typecode not in (b'b', 'b'):
+        raise CorruptNetworkError('a numpy array record has unexpected arguments')
+    return np.empty((0,), dtype=np.int8)
+
+
+def _check_array_state(state: object) -> None:
+    """Refuse array states other than (1, shape, plain dtype, is_fortran, raw bytes of exactly that size)."""
+    if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and _is_int_tuple(state[1])
+            and isinstance(state[2], np.dtype) and isinstance(state[3], bool) and isinstance(state[4], bytes)):
+        raise CorruptNetworkError('a numpy array record has an unexpected state')
+    if state[2].hasobject:
+        raise UnsafePickleError(f'it contains a numpy object array, which can hold arbitrary objects. {NOT_EXECUTED}')
+    if any(n < 0 for n in state[1]) or len(state[4]) != int(np.prod(state[1])) * state[2].itemsize:
+        raise CorruptNetworkError('a numpy array record has the wrong number of bytes')
 
 
 def _load_storage(payload: object) -> torch.TypedStorage | torch.UntypedStorage:
@@ -119,7 +138,7 @@ def _load_storage(payload: object) -> torch.TypedStorage | torch.UntypedStorage:
     except pickle.UnpicklingError as err:
         raise UnsafePickleError(
             f"a tensor storage inside it was rejected by torch's weights-only loader ({_weights_only_reason(err)}). "
-            + _NOT_EXECUTED
+            + NOT_EXECUTED
         ) from None
     except Exception as err:
         raise CorruptNetworkError(f'a tensor storage inside it is corrupt ({_first_line(err)})') from None
@@ -149,7 +168,7 @@ class _LazyStorage:
 
     def tensor(self, offset: int, size: tuple, stride: tuple, requires_grad: bool, metadata: object) -> torch.Tensor:
         """A tensor view of the decoded storage; errors name the file as those of `load_snapshot` do."""
-        with _labelled_errors(self._label):
+        with labelled_errors(self._label):
             if self._storage is None:
                 payload = self._payload.read() if isinstance(self._payload, Span) else self._payload
                 self._storage = _load_storage(payload)
@@ -281,9 +300,12 @@ SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
     ('builtins', 'set'): set,
     ('builtins', 'frozenset'): frozenset,
     ('dnnlib.util', 'EasyDict'): EasyDict,
-    ('numpy', 'dtype'): _numpy_dtype,
-    ('numpy._core.multiarray', 'scalar'): _numpy_scalar,
-    ('numpy.core.multiarray', 'scalar'): _numpy_scalar,
+    ('numpy', 'dtype'): numpy_dtype,
+    ('numpy._core.multiarray', 'scalar'): numpy_scalar,
+    ('numpy.core.multiarray', 'scalar'): numpy_scalar,
+    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy._core.multiarray', '_reconstruct'): _numpy_array_start,
+    ('numpy.core.multiarray', '_reconstruct'): _numpy_array_start,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
     ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter_with_state,
@@ -293,12 +315,15 @@ SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
 
 
 def _load_build(unpickler: _SafeUnpickler) -> None:
-    """BUILD opcode, allowed only to restore numpy dtypes (so a pickle cannot set attributes on our objects)."""
+    """BUILD opcode, allowed only to restore numpy dtypes and plain numpy arrays (so a pickle cannot set
+    attributes on our objects); an array's state is checked before numpy reads it."""
     target = unpickler.stack[-2]
-    if not isinstance(target, np.dtype):
+    if type(target) is np.ndarray:
+        _check_array_state(unpickler.stack[-1])
+    elif not isinstance(target, np.dtype):
         raise UnsafePickleError(
             f'it tries to set the state of a {type(target).__name__} object (pickle BUILD), which stylelens only '
-            f'allows for numpy dtypes. {_NOT_EXECUTED}'
+            f'allows for numpy dtypes and arrays. {NOT_EXECUTED}'
         )
     pickle._Unpickler.load_build(unpickler)
 
@@ -315,14 +340,14 @@ class _SafeUnpickler(pickle._Unpickler):
         except KeyError:
             raise UnsafePickleError(
                 f"it references the global {module}.{name}, which is not on stylelens's allow-list of safe "
-                f"globals ({_ALLOWED_SUMMARY}). {_NOT_EXECUTED}"
+                f"globals ({_ALLOWED_SUMMARY}). {NOT_EXECUTED}"
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         """Refuse persistent ids: official snapshots have none in the outer pickle."""
         raise UnsafePickleError(
             f'it uses a pickle persistent id ({type(pid).__name__}), which network snapshots never contain. '
-            + _NOT_EXECUTED
+            + NOT_EXECUTED
         )
 
 
