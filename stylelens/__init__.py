@@ -18,6 +18,7 @@ _EXPORTS = {
     'run_with_cache': 'stylelens.probes',
     'edit': 'stylelens.probes',
     'hook_names': 'stylelens.probes',
+    'with_input_transform': 'stylelens.input_transform',
 }
 
 __all__ = sorted(_EXPORTS) + ['__version__']

@@ -1,8 +1,10 @@
 """What every block produces, per seed (G) or per image (D), streamed to .npz files and figures as it is made.
 
-Each block's arrays are written from the probe's `on_record` callback the moment the block returns, and G runs
-one seed at a time, so memory stays at one forward pass plus one block's copy; only a small (at most
-`OVERVIEW_MAX_PX`) RGB image and strongest channel per block are kept, for the overview figure.
+Each block's arrays are written from the probe's `on_record` callback the moment the block returns and then freed,
+and G runs one seed at a time; the figures are drawn after the forward pass from the written files, one block at a
+time, with channel tiles pooled to at most `OVERVIEW_MAX_PX`. So memory stays at one forward pass plus one block's
+copy (measured by `stylelens.bench.probes` at 1024²); only a small RGB image and strongest channel per block are
+kept, for the overview figure.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from stylelens.generation import seeds_to_ws, synthesize
 from stylelens.latents import class_to_c
 from stylelens.outputs import ensure_outdir, save_npz, save_png, to_uint8, write_manifest
 from stylelens.probes import Recorded, probe, resolve_name
+from stylelens.summary import is_alias_free, resolve_part, synthesis_parts
 from stylelens.viz import OverviewColumn, as_numpy, feature_grid_figure, overview_figure, strongest_channels
 
 OVERVIEW_MAX_PX = 256
@@ -33,19 +36,21 @@ def is_generator(net: torch.nn.Module) -> bool:
 
 
 def block_names(net: torch.nn.Module) -> list[str]:
-    """G: `b4, b8, ...` in synthesis order. D: `b64, ..., b8` and the epilogue `b4`, in forward order."""
+    """G: `b4, b8, ...` in synthesis order (StyleGAN3: `input, L0_36_512, ...`). D: `b64, ..., b8` and the
+    epilogue `b4`, in forward order."""
     if is_generator(net):
-        return list(net.synthesis.block_ws_ranges())
+        return synthesis_parts(net)
     return [f'b{res}' for res in net.block_resolutions] + ['b4']
 
 
 def resolve_blocks(net: torch.nn.Module, blocks: Sequence[str] | str | None) -> list[str]:
     """Block names to capture: None or 'all' mean every block; an unknown block is an error listing those that
-    exist. `synthesis.b32` is accepted for `b32`."""
+    exist. `synthesis.b32` is accepted for `b32`, and `L3` for the StyleGAN3 layer `L3_36_512`."""
     existing = block_names(net)
     if blocks is None or blocks == 'all' or list(blocks) == ['all']:
         return existing
-    names = [b.strip().removeprefix('synthesis.') for b in ([blocks] if isinstance(blocks, str) else blocks)]
+    requested = [b.strip().removeprefix('synthesis.') for b in ([blocks] if isinstance(blocks, str) else blocks)]
+    names = [resolve_part(existing, b) or b for b in requested]
     unknown = [b for b in names if b not in existing]
     if unknown:
         raise StylelensError(f"no block {', '.join(map(repr, unknown))} in this {type(net).__name__} "
@@ -72,41 +77,62 @@ class RecordWriter:
     """The probe callback: writes each record of a batch to per-sample folders as soon as it arrives.
 
     Blocks get `<block>.npz` (`x`, `img` when present; D's epilogue `b4` gets `logits`), other hook points
-    `<name>.npz` with `out` (or their named parts). With `pngs`, blocks also get `<block>_channels.png` and, when
-    `full_resolution` is set (G), `<block>_rgb.png`, `<block>_rgb_full.png` and a column of the overview.
+    `<name>.npz` with `out` (or their named parts). Blocks that return one tensor store it as `block_part`
+    (StyleGAN3 layers: `x`); `images` names the hook points whose output, times a scale, is the image (the
+    StyleGAN3 ToRGB layer and its `output_scale`), stored as `img`. With `pngs`, blocks also get
+    `<block>_channels.png` and, when `full_resolution` is set (G), `<block>_rgb.png`, `<block>_rgb_full.png` and a
+    column of the overview.
     """
 
     def __init__(self, outdir: Path, folders: list[Path], labels: list[str], prefix: str, blocks: set[str],
-                 dtype: torch.dtype, pngs: bool, top_k: int, full_resolution: int | None = None):
+                 dtype: torch.dtype, pngs: bool, top_k: int, full_resolution: int | None = None,
+                 block_part: str = 'logits', images: dict[str, float] | None = None):
         self.outdir, self.folders, self.labels, self.prefix = outdir, folders, labels, prefix
         self.blocks, self.dtype, self.pngs, self.top_k = blocks, dtype, pngs, top_k
-        self.full_resolution = full_resolution
+        self.full_resolution, self.block_part, self.images = full_resolution, block_part, images or {}
         self.files: list[str] = []
         self.columns: list[list[OverviewColumn]] = [[] for _ in folders]
+        self.pending: list[tuple[int, str, Path]] = []  # block dumps whose figures are drawn after the forward pass
 
     def __call__(self, name: str, value: Recorded) -> None:
         is_block = name in self.blocks
-        parts = value if isinstance(value, dict) else {'logits' if is_block else 'out': value}
+        parts = value if isinstance(value, dict) else {self.block_part if is_block else 'out': value}
+        if is_block and name in self.images and not isinstance(value, dict):
+            parts['img'] = value * self.images[name]
         parts = {k: v for k, v in parts.items() if v is not None}
         stem = name.removeprefix(self.prefix)
         for i, folder in enumerate(self.folders):
             arrays = {k: v[i:i + 1].to(self.dtype if v.is_floating_point() else v.dtype).numpy()
                       for k, v in parts.items()}
-            self._add(save_npz(folder / f'{stem}.npz', **arrays))
+            path = save_npz(folder / f'{stem}.npz', **arrays)
+            self._add(path)
             if is_block and self.pngs and parts.get('x') is not None and parts['x'].ndim == 4:
-                self._block_pngs(i, stem, as_numpy(parts['x'][i]), parts.get('img'))
+                self.pending.append((i, stem, path))
+
+    def draw_figures(self) -> None:
+        """The figures of every block written so far, drawn from the written .npz files once the forward pass is
+        over, one block at a time: the pass's activations are freed by then, so the figures add nothing to its
+        peak memory."""
+        for i, stem, path in self.pending:
+            with np.load(path) as data:
+                fmap, img = as_numpy(data['x'][0]), (data['img'] if 'img' in data.files else None)
+            self._block_pngs(i, stem, fmap, img)
+            del fmap, img
+        self.pending.clear()
 
     def _add(self, path: Path) -> None:
         self.files.append(path.relative_to(self.outdir).as_posix())
 
-    def _block_pngs(self, i: int, stem: str, fmap: np.ndarray, img: torch.Tensor | None) -> None:
-        """The strongest-channels grid; for G also the block's RGB output and its overview column."""
+    def _block_pngs(self, i: int, stem: str, fmap: np.ndarray, img: np.ndarray | None) -> None:
+        """The strongest-channels grid (tiles at most OVERVIEW_MAX_PX wide); for G also the block's RGB output
+        (`img`: this sample's [1, C, R, R]) and its overview column."""
         folder = self.folders[i]
         self._add(feature_grid_figure(fmap, folder / f'{stem}_channels.png',
-                                      f'{self.labels[i]} · {stem} x {list(fmap.shape)}', self.top_k))
+                                      f'{self.labels[i]} · {stem} x {list(fmap.shape)}', self.top_k,
+                                      max_px=OVERVIEW_MAX_PX))
         if self.full_resolution is None:
             return
-        rgb = None if img is None else to_uint8(img[i:i + 1])[0]
+        rgb = None if img is None else to_uint8(img)[0]
         if rgb is not None:
             factor = self.full_resolution // rgb.shape[0]
             self._add(save_png(rgb, folder / f'{stem}_rgb.png'))
@@ -115,7 +141,8 @@ class RecordWriter:
         self.columns[i].append(OverviewColumn(stem, None if rgb is None else _shrink(rgb), _shrink(fmap[top]), top))
 
     def write_overviews(self) -> None:
-        """`overview.png` in every folder that has overview columns."""
+        """The pending block figures, then `overview.png` in every folder that has overview columns."""
+        self.draw_figures()
         for folder, columns in zip(self.folders, self.columns):
             if columns:
                 self._add(overview_figure(columns, folder / 'overview.png'))
@@ -131,6 +158,13 @@ def plan_hooks(net: torch.nn.Module, blocks: Sequence[str] | str | None, layers:
     block_hooks = [_hook_prefix(net) + b for b in chosen]
     layer_hooks = [resolve_name(net, layer) for layer in layers or []]
     return chosen, list(dict.fromkeys(block_hooks + layer_hooks)), set(block_hooks)
+
+
+def _image_layers(G: torch.nn.Module) -> dict[str, float]:
+    """StyleGAN3: the ToRGB layer's hook point and the output scale that turns its output into the image."""
+    if not is_alias_free(G):
+        return {}
+    return {f'synthesis.{G.synthesis.layer_names[-1]}': float(G.synthesis.output_scale)}
 
 
 def dump_activations(G: torch.nn.Module, seeds: Sequence[int], outdir: str | os.PathLike,
@@ -150,7 +184,7 @@ def dump_activations(G: torch.nn.Module, seeds: Sequence[int], outdir: str | os.
     for seed in seeds:
         folder = ensure_outdir(out / f'seed{seed:04d}')
         writer = RecordWriter(out, [folder], [f'seed {seed}'], 'synthesis.', block_hooks, dtype, pngs, top_k,
-                              full_resolution=G.img_resolution)
+                              full_resolution=G.img_resolution, block_part='x', images=_image_layers(G))
         with probe(G, names, on_record=writer):
             ws = seeds_to_ws(G, [seed], truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                              class_idx=class_idx, class_names=class_names, device=next(G.parameters()).device)
@@ -226,5 +260,6 @@ def dump_discriminator_activations(D: torch.nn.Module, images: torch.Tensor, out
     options = dict(part='D', images=[str(s) for s in sources] if sources else len(images), blocks=chosen,
                    layers=[n for n in names if n not in block_hooks], class_idx=class_idx,
                    dtype=str(dtype).replace('torch.', ''), pngs=pngs, top_k=top_k, device=str(device))
+    writer.write_overviews()
     write_manifest(out, command='activations', options=options, network=network, extra=dict(files=writer.files))
     return writer.files

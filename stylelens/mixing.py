@@ -5,6 +5,10 @@ owns the final toRGB's. The toRGB of a non-last block reads the same index as th
 convolution (b8.torgb and b16.conv0 both read ws[3] in a 64x64 StyleGAN2), so that index belongs to the next
 block. Every index then belongs to exactly one block, and block sets never overlap by accident.
 `block_reads(G)` gives the other view: every index a block reads, toRGB included.
+
+A StyleGAN3 generator has no blocks: its Fourier input reads ws[0] and each layer `L{k}_{size}_{channels}` reads
+ws[k + 1], so there the "blocks" are `input` and the layers (short names `L3`, ranges `L0-L4`), and the presets
+group them by sampling rate.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from stylelens.errors import StylelensError
 from stylelens.generation import synthesize
 from stylelens.outputs import to_uint8
 from stylelens.sources import Source, resolve_sources
+from stylelens.summary import is_alias_free, resolve_part
 from stylelens.viz import LabelledGrid
 
 # Preset block groups by the network's output resolution: (coarse, middle, fine) as block resolutions.
@@ -28,12 +33,17 @@ PRESET_NAMES = ('coarse', 'middle', 'fine')
 
 
 def block_reads(G: torch.nn.Module) -> dict[str, list[int]]:
-    """Every ws index each block reads (its convolutions and its toRGB)."""
+    """Every ws index each block reads (its convolutions and its toRGB); StyleGAN3: each layer's one index."""
+    if is_alias_free(G):
+        return block_owned(G)
     return {name: list(idx) for name, idx in G.synthesis.block_ws_ranges().items()}
 
 
 def block_owned(G: torch.nn.Module) -> dict[str, list[int]]:
-    """The ws indices each block owns: its convolutions', plus the final toRGB's for the last block."""
+    """The ws indices each block owns: its convolutions', plus the final toRGB's for the last block; StyleGAN3:
+    `input` owns ws[0] and layer k ws[k + 1]."""
+    if is_alias_free(G):
+        return {name: [index] for name, index in G.synthesis.layer_ws_indices().items()}
     owned = {}
     for name, idx in G.synthesis.block_ws_ranges().items():
         block = getattr(G.synthesis, name)
@@ -42,32 +52,52 @@ def block_owned(G: torch.nn.Module) -> dict[str, list[int]]:
     return owned
 
 
+def _thirds(values: list) -> tuple[list, list, list]:
+    """Split sorted distinct values into low, middle and high thirds (the middle may be empty)."""
+    third = max(1, round(len(values) / 3))
+    return values[:third], values[third:-third] or [], values[-third:] if len(values) > 1 else []
+
+
+def sampling_rates(G: torch.nn.Module) -> dict[str, float]:
+    """StyleGAN3: each part's output sampling rate (the Fourier input's own rate for `input`)."""
+    rates = {'input': float(G.synthesis.input.sampling_rate)}
+    rates.update((name, float(getattr(G.synthesis, name).out_sampling_rate)) for name in G.synthesis.layer_names)
+    return rates
+
+
 def preset_blocks(G: torch.nn.Module) -> dict[str, list[str]]:
-    """Block names of the coarse, middle and fine presets for this network's resolution."""
+    """Block names of the coarse, middle and fine presets for this network's resolution; for StyleGAN3 the
+    layers of the lowest, middle and highest thirds of its sampling rates."""
+    if is_alias_free(G):
+        rates = sampling_rates(G)
+        groups = _thirds(sorted(set(rates.values())))
+        return {name: [part for part, rate in rates.items() if rate in group]
+                for name, group in zip(PRESET_NAMES, groups)}
     resolutions = [int(name[1:]) for name in block_owned(G)]
     top = max(resolutions)
     if top >= 64:
         groups = ([r for r in resolutions if r <= 8], [r for r in resolutions if 16 <= r <= 32],
                   [r for r in resolutions if r >= 64])
     else:
-        third = max(1, round(len(resolutions) / 3))
-        groups = (resolutions[:third], resolutions[third:-third] or [], resolutions[-third:] if len(resolutions) > 1
-                  else [])
+        groups = _thirds(resolutions)
     return {name: [f'b{r}' for r in group] for name, group in zip(PRESET_NAMES, groups)}
 
 
 def _block_range(G: torch.nn.Module, start: str, end: str, token: str) -> list[str]:
     names = list(block_owned(G))
-    for name in (start, end):
-        if name not in names:
-            raise StylelensError(f"no block {name!r} in {token!r} (blocks: {', '.join(names)})")
-    lo, hi = sorted((names.index(start), names.index(end)))
+    found = [resolve_part(names, name) for name in (start, end)]
+    for name, full in zip((start, end), found):
+        if full is None:
+            what = 'layer' if is_alias_free(G) else 'block'
+            raise StylelensError(f"no {what} {name!r} in {token!r} ({what}s: {', '.join(names)})")
+    lo, hi = sorted((names.index(found[0]), names.index(found[1])))
     return names[lo:hi + 1]
 
 
 def parse_layers(G: torch.nn.Module, spec: str) -> list[int]:
-    """ws indices for a layer spec: indices and ranges (`0-6,9`), block names and ranges (`b4,b8`, `b128-b1024`),
-    or presets (`coarse`, `middle`, `fine`), mixed freely; sorted, without repeats."""
+    """ws indices for a layer spec: indices and ranges (`0-6,9`), block names and ranges (`b4,b8`, `b128-b1024`;
+    StyleGAN3: `input`, `L3` or `L3_36_512`, `L0-L4`), or presets (`coarse`, `middle`, `fine`), mixed freely;
+    sorted, without repeats."""
     owned = block_owned(G)
     presets = preset_blocks(G)
     indices: set[int] = set()
@@ -80,7 +110,7 @@ def parse_layers(G: torch.nn.Module, spec: str) -> list[int]:
                 raise StylelensError(f'preset {token!r} is empty for a {G.img_resolution}x{G.img_resolution} network '
                                      f'(presets: {described})')
             indices.update(i for b in presets[token] for i in owned[b])
-        elif re.fullmatch(r'b\d+(-b\d+)?', token):
+        elif re.fullmatch(r'b\d+(-b\d+)?|(input|L\d+(_\d+_\d+)?)(-(input|L\d+(_\d+_\d+)?))?', token):
             parts = token.split('-')
             blocks = _block_range(G, parts[0], parts[-1], token)
             indices.update(i for b in blocks for i in owned[b])
@@ -89,6 +119,9 @@ def parse_layers(G: torch.nn.Module, spec: str) -> list[int]:
             if lo > hi:
                 raise StylelensError(f'layer range {token!r} runs backwards')
             indices.update(range(lo, hi + 1))
+        elif is_alias_free(G):
+            raise StylelensError(f"unknown layer {token!r}: use ws indices (0-6), layers ({', '.join(owned)}; "
+                                 f"short names like L3, ranges like L0-L4) or presets ({', '.join(PRESET_NAMES)})")
         else:
             raise StylelensError(f"unknown layer {token!r}: use ws indices (0-6), blocks "
                                  f"({', '.join(owned)}, or ranges like b8-b32) or presets ({', '.join(PRESET_NAMES)})")
@@ -209,6 +242,8 @@ def _run_blocks(G: torch.nn.Module, ws: torch.Tensor, *, noise_mode: str, precis
                 keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Synthesis from block `start` on (given that block's input x and img); also returns the features of the
     first `keep` blocks, for latents that share them."""
+    if is_alias_free(G):
+        return _run_layers(G, ws, noise_mode=noise_mode, precision=precision, start=start, x=x, keep=keep)
     kept = []
     with torch.no_grad(), precision_context(precision, ws.device):
         for k, (name, idx) in enumerate(list(G.synthesis.block_ws_ranges().items())[start:], start):
@@ -218,9 +253,26 @@ def _run_blocks(G: torch.nn.Module, ws: torch.Tensor, *, noise_mode: str, precis
     return img.float(), kept
 
 
+def _run_layers(G: torch.nn.Module, ws: torch.Tensor, *, noise_mode: str, precision: str, start: int = 0,
+                x: torch.Tensor | None = None, keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`_run_blocks` for StyleGAN3: the Fourier input (part 0) and the layers (part k reads ws[k]) from part
+    `start` on, given the previous part's output `x`; also returns the outputs of the first `keep` parts."""
+    synthesis, kept = G.synthesis, []
+    with torch.no_grad(), precision_context(precision, ws.device):
+        ws = ws.to(torch.float32)
+        for k, name in enumerate(['input', *synthesis.layer_names][start:], start):
+            x = synthesis.input(ws[:, 0]) if k == 0 else getattr(synthesis, name)(x, ws[:, k], noise_mode=noise_mode)
+            if k < keep:
+                kept.append(x)
+    return (x * synthesis.output_scale).float().contiguous(), kept
+
+
 def _prefix_image(G: torch.nn.Module, features: list[torch.Tensor], ws: torch.Tensor,
                   precision: str) -> torch.Tensor | None:
-    """The image path of the first blocks, from their (shared) features and this latent's own toRGB ws."""
+    """The image path of the first blocks, from their (shared) features and this latent's own toRGB ws (StyleGAN3
+    has no image path before its last layer: None)."""
+    if is_alias_free(G):
+        return None
     img = None
     with torch.no_grad(), precision_context(precision, ws.device):
         for x, (name, idx) in zip(features, G.synthesis.block_ws_ranges().items()):
@@ -299,9 +351,27 @@ def grid_image(grid: MixGrid) -> torch.Tensor:
     return canvas
 
 
+def _runs(items: Sequence, label: Callable[[object], str], chosen: Callable[[object], bool]) -> list[str]:
+    """Labels of the chosen items, consecutive ones as `first-last` ranges (StyleGAN3 captions stay short)."""
+    runs: list[list] = []
+    for k, item in enumerate(items):
+        if chosen(item):
+            if runs and runs[-1][-1] == k - 1:
+                runs[-1].append(k)
+            else:
+                runs.append([k])
+    return [label(items[r[0]]) if len(r) == 1 else f'{label(items[r[0]])}-{label(items[r[-1]])}' for r in runs]
+
+
 def styles_caption(G: torch.nn.Module, spec: str, indices: Sequence[int]) -> str:
-    """A grid's caption: the layer spec, its ws indices, and the blocks whose owned ws it covers in full."""
-    blocks = [name for name, idx in block_owned(G).items() if idx and set(idx) <= set(indices)]
+    """A grid's caption: the layer spec, its ws indices, and the blocks whose owned ws it covers in full
+    (StyleGAN3: index and layer ranges, with short layer names)."""
+    owned = block_owned(G)
+    if is_alias_free(G):
+        ws = _runs(range(G.num_ws), str, lambda i: i in indices)
+        layers = _runs(list(owned), lambda name: name.split('_')[0], lambda name: set(owned[name]) <= set(indices))
+        return f"{spec}: ws {','.join(ws)}" + (f" ({'+'.join(layers)})" if layers else '')
+    blocks = [name for name, idx in owned.items() if idx and set(idx) <= set(indices)]
     return f"{spec}: ws {','.join(map(str, indices))}" + (f" ({'+'.join(blocks)})" if blocks else '')
 
 

@@ -1,13 +1,15 @@
 """Named hook points on any network: record activations, cache a whole forward pass, or edit activations in flight.
 
 Hook points are the modules' dotted names (`mapping.fc3`, `synthesis.b32`, `synthesis.b32.conv1.affine`, D's
-`b32.conv0`, ...). Short forms resolve when they name exactly one module by suffix (`b32.conv1`). Hooks are
+`b32.conv0`; StyleGAN3 `synthesis.input`, `synthesis.L3_36_512`, ...). Short forms resolve when they name exactly
+one module by suffix (`b32.conv1`, `L3_36_512.affine`), StyleGAN3 layers also without their size (`L3`). Hooks are
 removed when the `with` block ends, also when the forward pass raises.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import torch
@@ -26,9 +28,25 @@ def hook_names(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+def _expand_layer_alias(name: str, names: Sequence[str]) -> str:
+    """StyleGAN3 short layer names: `L3` in `L3`, `L3.affine` or `synthesis.L3` stands for the one
+    `L3_<size>_<channels>` module; other names unchanged."""
+    layers = {part for n in names for part in n.split('.') if re.fullmatch(r'L\d+_\d+_\d+', part)}
+
+    def expand(part: str) -> str:
+        found = [layer for layer in layers if layer.split('_')[0] == part]
+        return found[0] if re.fullmatch(r'L\d+', part) and len(found) == 1 else part
+
+    return '.'.join(expand(part) for part in name.split('.'))
+
+
 def resolve_name(model: torch.nn.Module, name: str, names: Sequence[str] | None = None) -> str:
-    """The full dotted name for `name`: exact, or the one hook point ending in `.name`; else a one-line error."""
+    """The full dotted name for `name`: exact, or the one hook point ending in `.name` (StyleGAN3 layers also by
+    their short name, `L3` for `synthesis.L3_36_512`); else a one-line error."""
     names = hook_names(model) if names is None else names
+    if name in names:
+        return name
+    name = _expand_layer_alias(name, names)
     if name in names:
         return name
     matches = [n for n in names if n.endswith('.' + name)]

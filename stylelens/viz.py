@@ -155,22 +155,29 @@ def strongest_channels(fmap: np.ndarray, top_k: int) -> np.ndarray:
     return np.argsort(-strength, kind='stable')[:top_k]
 
 
-def feature_grid_figure(fmap: Any, path: str | os.PathLike, title: str, top_k: int = 16) -> Path:
+def feature_grid_figure(fmap: Any, path: str | os.PathLike, title: str, top_k: int = 16,
+                        max_px: int | None = None) -> Path:
     """The `top_k` strongest channels of a feature map [C, H, W] in one grid, on one colour scale centred on 0,
-    each labelled with its channel index and mean |activation|."""
+    each labelled with its channel index and mean |activation|; with `max_px`, tiles are average-pooled to at most
+    that many pixels a side (a figure tile shows fewer anyway, and full 1024² tiles cost hundreds of MB to draw)."""
     values = as_numpy(fmap)
     values = values.reshape(-1, *values.shape[-2:])
     index = strongest_channels(values, top_k)
+    means = [float(np.abs(values[channel]).mean()) for channel in index]
+    tiles = values[index]
+    factor = tiles.shape[-1] // max_px if max_px else 1
+    if factor > 1:
+        n, h, w = tiles.shape[0], tiles.shape[1] // factor, tiles.shape[2] // factor
+        tiles = tiles[:, :h * factor, :w * factor].reshape(n, h, factor, w, factor).mean(axis=(2, 4))
     ncols = math.ceil(math.sqrt(len(index)))
-    h, w = values.shape[-2:]
+    h, w = tiles.shape[-2:]
     fig = new_figure(1.6 * ncols + 1.2, 1.6 * math.ceil(len(index) / ncols) + 0.8)
     ax = fig.add_axes((0.02, 0.04, 0.84, 0.82))
-    limit = _symmetric_limit(values[index])
-    shown = ax.imshow(mosaic(values[index], ncols), cmap=DIVERGING, vmin=-limit, vmax=limit,
-                      interpolation='nearest')
-    for i, channel in enumerate(index):
+    limit = _symmetric_limit(tiles)
+    shown = ax.imshow(mosaic(tiles, ncols), cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation='nearest')
+    for i, (channel, mean) in enumerate(zip(index, means)):
         r, c = divmod(i, ncols)
-        ax.text(c * (w + 1), r * (h + 1), f'ch {channel}  |x| {np.abs(values[channel]).mean():.3g}',
+        ax.text(c * (w + 1), r * (h + 1), f'ch {channel}  |x| {mean:.3g}',
                 fontsize=7, va='top', ha='left', color='black',
                 bbox=dict(facecolor='white', alpha=0.7, pad=0.5, linewidth=0))
     ax.set_axis_off()

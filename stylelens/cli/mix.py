@@ -112,9 +112,11 @@ def mix(network: str, rows: str | None, cols: str | None, styles: str | None, bl
     NVIDIA's style_mixing.py). Donor mode (--base/--source): several donors, each with its own layers."""
     loaded = open_network(network, device)
     if show_map:
-        reads = block_reads(loaded.G)
-        for name, owned in block_owned(loaded.G).items():
-            click.echo(f"{name:<7} owns ws {','.join(map(str, owned)):<10} reads ws {','.join(map(str, reads[name]))}")
+        reads, owned_by = block_reads(loaded.G), block_owned(loaded.G)
+        width = max(7, *(len(name) + 1 for name in owned_by))
+        for name, owned in owned_by.items():
+            click.echo(f"{name:<{width}} owns ws {','.join(map(str, owned)):<10} "
+                       f"reads ws {','.join(map(str, reads[name]))}")
         return
     if outdir is None:
         raise click.UsageError("Missing option '--outdir'.")

@@ -109,14 +109,14 @@ def numpy_scalar(dtype: object, payload: object = None) -> np.generic:
     return np.frombuffer(payload, dtype=dtype)[0]
 
 
-def _numpy_array_start(subtype: object, shape: object, typecode: object) -> np.ndarray:
+def numpy_array_start(subtype: object, shape: object, typecode: object) -> np.ndarray:
     """The empty array numpy's pickles start from (``_reconstruct(ndarray, (0,), b'b')``); BUILD fills it in."""
     if subtype is not np.ndarray or shape != (0,) or typecode not in (b'b', 'b'):
         raise CorruptNetworkError('a numpy array record has unexpected arguments')
     return np.empty((0,), dtype=np.int8)
 
 
-def _check_array_state(state: object) -> None:
+def check_array_state(state: object) -> None:
     """Refuse array states other than (1, shape, plain dtype, is_fortran, raw bytes of exactly that size)."""
     if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and _is_int_tuple(state[1])
             and isinstance(state[2], np.dtype) and isinstance(state[3], bool) and isinstance(state[4], bytes)):
@@ -304,8 +304,8 @@ SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
     ('numpy._core.multiarray', 'scalar'): numpy_scalar,
     ('numpy.core.multiarray', 'scalar'): numpy_scalar,
     ('numpy', 'ndarray'): np.ndarray,
-    ('numpy._core.multiarray', '_reconstruct'): _numpy_array_start,
-    ('numpy.core.multiarray', '_reconstruct'): _numpy_array_start,
+    ('numpy._core.multiarray', '_reconstruct'): numpy_array_start,
+    ('numpy.core.multiarray', '_reconstruct'): numpy_array_start,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
     ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter_with_state,
@@ -319,7 +319,7 @@ def _load_build(unpickler: _SafeUnpickler) -> None:
     attributes on our objects); an array's state is checked before numpy reads it."""
     target = unpickler.stack[-2]
     if type(target) is np.ndarray:
-        _check_array_state(unpickler.stack[-1])
+        check_array_state(unpickler.stack[-1])
     elif not isinstance(target, np.dtype):
         raise UnsafePickleError(
             f'it tries to set the state of a {type(target).__name__} object (pickle BUILD), which stylelens only '

@@ -1,0 +1,1 @@
+"""Alias-free StyleGAN3 (T and R) generator with the official module tree, parameter and buffer names."""
