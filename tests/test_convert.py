@@ -102,7 +102,7 @@ def test_stylegan3_and_scratch_generators_are_refused():
     fake = type('Generator', (torch.nn.Module,), {'__module__': 'stylelens.vendor.stylegan3.networks'})()
     with pytest.raises(StylelensError, match=r'StyleGAN3 \(alias-free\) Generator; rosinality has StyleGAN2'):
         check_generator(fake, 'G_ema')
-    with pytest.raises(StylelensError, match='safetensors files hold StyleGAN2'):
+    with pytest.raises(StylelensError, match='safetensors files hold StyleGAN2 Generator/Discriminator and StyleGAN3'):
         safetensors_payload({'G_ema': torch.nn.Linear(2, 2)})
 
 
@@ -124,6 +124,15 @@ def test_safetensors_round_trip_is_bit_identical(oracle_dir, tmp_path):
     assert torch.equal(loaded['G_ema'](z, c, noise_mode='const'), source['G_ema'](z, c, noise_mode='const'))
     only_g = load_safetensors_networks(tmp_path / 'c32.safetensors', ('G_ema',))
     assert set(only_g) == {'G_ema', 'training_set_kwargs', 'augment_pipe'}
+
+
+def test_stylegan3_safetensors_round_trip_is_bit_identical(oracle_dir, tmp_path):
+    convert_network(oracle_dir / 'sg3r_32.pkl', 'safetensors', tmp_path / 'r32.safetensors')
+    source = stylelens.load_network(oracle_dir / 'sg3r_32.pkl')
+    loaded = load_safetensors_networks(tmp_path / 'r32.safetensors', KEYS)
+    _equal_networks(source, loaded)
+    z = torch.randn(2, source['G_ema'].z_dim)
+    assert torch.equal(loaded['G_ema'](z, None), source['G_ema'](z, None))
 
 
 def test_safetensors_stores_a_shared_generator_once(tmp_path):
@@ -156,7 +165,7 @@ def test_hostile_safetensors_files(tmp_path):
     spec = json.loads(metadata['networks'])
     evil = {**spec['G_ema'], 'module': 'os', 'class_name': 'system'}
     write_safetensors(tmp_path / 'evil.safetensors', tensors, {**metadata, 'networks': json.dumps({'G_ema': evil})})
-    _refused_safetensors(tmp_path / 'evil.safetensors', 'not a StyleGAN2 Generator/Discriminator spec')
+    _refused_safetensors(tmp_path / 'evil.safetensors', 'not a StyleGAN2/StyleGAN3 network spec')
     doubled = {k: v.double() if k.endswith('fc0.weight') else v for k, v in tensors.items()}
     write_safetensors(tmp_path / 'f64.safetensors', doubled, metadata)
     _refused_safetensors(tmp_path / 'f64.safetensors', 'G_ema.mapping.fc0.weight is torch.float64')

@@ -20,11 +20,13 @@ from stylelens.errors import StylelensError
 from stylelens.loading.rebuild import build_checked
 from stylelens.outputs import atomic_path, to_jsonable
 from stylelens.vendor.stylegan2_ada import networks
+from stylelens.vendor.stylegan3 import networks as networks_sg3
 
 FORMAT = 'stylelens-networks'
 FORMAT_VERSION = '1'
 NETWORK_KEYS = ('G', 'D', 'G_ema')
-CLASSES = {(cls.__module__, cls.__name__): cls for cls in (networks.Generator, networks.Discriminator)}
+CLASSES = {(cls.__module__, cls.__name__): cls
+           for cls in (networks.Generator, networks.Discriminator, networks_sg3.Generator)}
 
 
 def _spec(net: torch.nn.Module, key: str) -> dict[str, Any]:
@@ -32,7 +34,7 @@ def _spec(net: torch.nn.Module, key: str) -> dict[str, Any]:
     if CLASSES.get((type(net).__module__, type(net).__name__)) is not type(net):
         raise StylelensError(f'cannot write {key} as safetensors: it is a {type(net).__module__}.'
                              f'{type(net).__name__}, and stylelens safetensors files hold StyleGAN2 '
-                             f'Generator/Discriminator networks only')
+                             f'Generator/Discriminator and StyleGAN3 Generator networks only')
     spec = dict(module=type(net).__module__, class_name=type(net).__name__, init_args=list(net._init_args),
                 init_kwargs=net._init_kwargs)
     try:
@@ -101,7 +103,7 @@ def _build(handle: Any, specs: dict[str, Any], key: str, path: Path) -> torch.nn
     spec = specs.get(key)
     cls = CLASSES.get((spec.get('module'), spec.get('class_name'))) if isinstance(spec, dict) else None
     if cls is None or not isinstance(spec.get('init_args'), list) or not isinstance(spec.get('init_kwargs'), dict):
-        raise StylelensError(f"{path}: {key} is not a StyleGAN2 Generator/Discriminator spec stylelens builds "
+        raise StylelensError(f"{path}: {key} is not a StyleGAN2/StyleGAN3 network spec stylelens builds "
                              f"(known classes: {', '.join(f'{m}.{c}' for m, c in CLASSES)})")
     prefix = f'{key}.'
     tensors = {name[len(prefix):]: handle.get_tensor(name) for name in handle.keys() if name.startswith(prefix)}
