@@ -28,6 +28,7 @@ COMMANDS = {
     'sweep': ('stylelens.cli.sweep', 'sweep', 'Train one run per setting (LR, optimizer, depths) and name the best.'),
     'metrics': ('stylelens.cli.metrics', 'metrics', 'FID, KID and IS of a generator or image folder vs real data.'),
     'convert': ('stylelens.cli.convert', 'convert', 'Write a network as a rosinality checkpoint, safetensors or pickle.'),
+    'project': ('stylelens.cli.project', 'project', 'Project an image into W or W+ (NVIDIA projector.py, on CPU).'),
 }
 
 
