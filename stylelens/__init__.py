@@ -18,13 +18,20 @@ _EXPORTS = {
     'run_with_cache': 'stylelens.probes',
     'edit': 'stylelens.probes',
     'hook_names': 'stylelens.probes',
+    'load_directions': 'stylelens.directions.format',
+    'sefa': 'stylelens.directions.sefa',
     'with_input_transform': 'stylelens.input_transform',
 }
 
-__all__ = sorted(_EXPORTS) + ['__version__']
+# Modules reachable under a short name: `stylelens.patching` is `stylelens.causes.patching`.
+_MODULES = {'patching': 'stylelens.causes.patching'}
+
+__all__ = sorted(_EXPORTS) + sorted(_MODULES) + ['__version__']
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     raise AttributeError(f"module 'stylelens' has no attribute {name!r}")

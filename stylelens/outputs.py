@@ -107,6 +107,18 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     return Path(path)
 
 
+def save_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """Write dict rows (the first row's keys are the header) as CSV, atomically; floats in full precision."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` with the same suffix; move it onto `path` on success, delete it on error.

@@ -5,37 +5,28 @@ a straight line between two samples cuts through the low-density interior, so sp
 the natural default there. W is not Gaussian and the synthesis network sees it directly; lerp is standard in W
 (it is what the perceptual-path-length metric uses) and is the default there.
 
-Directions. `pca:K` is the K-th principal direction of W (GANSpace), estimated from mapped samples and cached per
-network. Traversal moves w by `value * sigma * direction`, where `direction` is unit-norm and `sigma` is the
-standard deviation of W along it (measured on the same samples, so the PCA is computed for `random:S` and `.npy`
-directions too). A value of 1 is therefore one standard deviation of W whatever the direction, and `-3..3`
-covers nearly all of W's spread. A per-layer direction file [num_ws, w_dim] is an offset in W+, which has no
-single standard deviation: it is added as stored, `value * offset`, without normalising.
+Traversal moves w by `value * sigma * direction` (a `stylelens.directions.spec.Direction`: `pca:K`, `random:S`,
+a direction file's entry or an array), where `direction` is unit-norm and `sigma` is the standard deviation of W
+along it, so a value of 1 is one standard deviation of W whatever the direction and `-3..3` covers nearly all of
+W's spread. A per-layer array [num_ws, w_dim] is an offset in W+, which has no single standard deviation: it is
+added as stored, `value * offset`, without normalising.
 
 This module computes the walks as ws; `stylelens.walks` renders them and writes them out.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import re
-import zipfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from stylelens.directions.spec import Direction
 from stylelens.errors import StylelensError
-from stylelens.generation import seeds_to_ws
-from stylelens.latents import MAX_SEED, class_to_c, seeds_to_z
-from stylelens.outputs import save_npz
+from stylelens.generation import map_z, seeds_to_ws
+from stylelens.latents import seeds_to_z
 
 SPACES = ('z', 'w')
 PARALLEL_EPS = 1e-7      # below this sin(angle), two vectors count as (anti)parallel and slerp falls back to lerp
-MAPPING_CHUNK = 4096     # samples per mapping call when estimating the PCA of W
-_DIRECTION_HINT = 'expected pca:K, random:S (S a seed) or a .npy/.npz file'
 
 
 # ------------------------------------------------------------------------------------------------ interpolation
@@ -137,218 +128,9 @@ def interpolation_ws(G: torch.nn.Module, seeds: Sequence[int], *, space: str = '
                  class_names=class_names)
 
 
-def map_z(G: torch.nn.Module, z: Any, *, truncation_psi: float = 1, truncation_cutoff: int | None = None,
-          class_idx: int | str | None = None, class_names: Sequence[str] | None = None) -> torch.Tensor:
-    """Map latents z [N, z_dim] (and one class for all) to ws [N, num_ws, w_dim] in one call, without autograd."""
-    device = _device_of(G)
-    z = torch.as_tensor(z).to(device)
-    c = torch.from_numpy(class_to_c(class_idx, G.c_dim, z.shape[0], class_names)).to(device)
-    with torch.no_grad():
-        return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-
-
 def _device_of(G: torch.nn.Module) -> torch.device:
     """The device G's parameters live on."""
     return next(G.parameters()).device
-
-
-# ------------------------------------------------------------------------------------------------ PCA of W
-
-@dataclass
-class WPCA:
-    """Principal directions of W: components [K, w_dim] (unit-norm, by decreasing variance), their variances,
-    the share of total variance each explains, and the mean w."""
-
-    components: np.ndarray
-    explained_variance: np.ndarray
-    explained_variance_ratio: np.ndarray
-    mean: np.ndarray
-
-    def std_along(self, direction: np.ndarray) -> float:
-        """Standard deviation of the samples projected on a unit vector: sqrt(sum_k var_k (d . c_k)^2)."""
-        return float(np.sqrt(np.sum(self.explained_variance * (self.components @ direction) ** 2)))
-
-
-def w_pca(G: torch.nn.Module, num_samples: int = 10_000, seed: int = 0, class_idx: int | str | None = None,
-          class_names: Sequence[str] | None = None, network_sha256: str | None = None,
-          use_cache: bool = True) -> WPCA:
-    """PCA of W from `num_samples` mapped latents (z from one RandomState(seed), no truncation), cached as npz.
-
-    The cache key is the network file's sha256 (or, without one, a digest of the mapping network's tensors),
-    the sample count, the seed and the class.
-    """
-    if num_samples < 2:
-        raise StylelensError(f'--pca-samples {num_samples} is too small: pass at least 2 (default 10000)')
-    class_index = _class_index(G, class_idx, class_names)
-    path = _pca_cache_path(network_sha256 or mapping_digest(G), num_samples, seed, class_index)
-    cached = _read_pca(path, G.w_dim) if use_cache else None
-    if cached is not None:
-        return cached
-    pca = _fit_pca(_sample_w(G, num_samples, seed, class_idx, class_names))
-    if use_cache:
-        _write_pca(path, pca)
-    return pca
-
-
-def pca_directions(G: torch.nn.Module, num_samples: int = 10_000, seed: int = 0,
-                   class_idx: int | str | None = None, class_names: Sequence[str] | None = None,
-                   network_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GANSpace-style principal directions of W: (components [K, w_dim], explained_variance_ratio [K], mean)."""
-    pca = w_pca(G, num_samples, seed, class_idx, class_names, network_sha256)
-    return pca.components, pca.explained_variance_ratio, pca.mean
-
-
-def _sample_w(G: torch.nn.Module, num_samples: int, seed: int, class_idx: int | str | None,
-              class_names: Sequence[str] | None) -> np.ndarray:
-    """[num_samples, w_dim] float64 samples of W, mapped MAPPING_CHUNK at a time."""
-    z = np.random.RandomState(seed).randn(num_samples, G.z_dim)
-    chunks = [map_z(G, torch.from_numpy(z[start:start + MAPPING_CHUNK]), class_idx=class_idx,
-                    class_names=class_names)[:, 0].double().cpu().numpy()
-              for start in range(0, num_samples, MAPPING_CHUNK)]
-    return np.concatenate(chunks)
-
-
-def _fit_pca(samples: np.ndarray) -> WPCA:
-    """SVD of the centred samples; each component's sign makes its largest-magnitude entry positive."""
-    mean = samples.mean(axis=0)
-    _, singular, components = np.linalg.svd(samples - mean, full_matrices=False)
-    largest = components[np.arange(len(components)), np.abs(components).argmax(axis=1)]
-    components = components * np.where(largest < 0, -1.0, 1.0)[:, None]
-    energy = singular ** 2
-    return WPCA(components=components, explained_variance=energy / (len(samples) - 1),
-                explained_variance_ratio=energy / energy.sum(), mean=mean)
-
-
-def mapping_digest(G: torch.nn.Module) -> str:
-    """sha256 over the mapping network's parameter and buffer tensors: identifies W when no file hash is known."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(G.mapping.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _class_index(G: torch.nn.Module, class_idx: int | str | None, class_names: Sequence[str] | None) -> int | None:
-    """The resolved class index for conditional networks (validating it), None for unconditional ones."""
-    c = class_to_c(class_idx, G.c_dim, 1, class_names)
-    return int(c.argmax()) if G.c_dim else None
-
-
-def _pca_cache_path(key: str, num_samples: int, seed: int, class_index: int | None) -> Path:
-    """cache_dir()/pca/<key>-n<samples>-seed<seed>[-class<c>].npz"""
-    from stylelens.loading.download import cache_dir
-
-    suffix = '' if class_index is None else f'-class{class_index}'
-    return cache_dir() / 'pca' / f'{key[:16]}-n{num_samples}-seed{seed}{suffix}.npz'
-
-
-def _read_pca(path: Path, w_dim: int) -> WPCA | None:
-    """A cached PCA, or None when absent, unreadable or of the wrong shape (then it is recomputed)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            pca = WPCA(**{field: data[field] for field in WPCA.__dataclass_fields__})
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
-        return None
-    return pca if pca.components.ndim == 2 and pca.components.shape[1] == w_dim else None
-
-
-def _write_pca(path: Path, pca: WPCA) -> None:
-    """Store the PCA atomically; a cache that cannot be written only costs the recomputation next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_npz(path, **vars(pca))
-    except OSError:
-        pass
-
-
-# ------------------------------------------------------------------------------------------------ directions
-
-@dataclass
-class Direction:
-    """A direction in W: `vector` is unit-norm [w_dim], or a per-layer offset [num_ws, w_dim] used as stored;
-    `scale` is the W distance of a step of 1 (sigma of W along a [w_dim] direction, 1 for a per-layer offset)."""
-
-    vector: np.ndarray
-    scale: float
-    label: str
-    explained_variance_ratio: float | None = None
-
-    @property
-    def unit(self) -> str:
-        """How traversal values are shown: 'σ' (standard deviations of W) or '' (raw multiples of the offset)."""
-        return 'σ' if self.vector.ndim == 1 else ''
-
-
-def direction_from_spec(G: torch.nn.Module, spec: str, *, num_samples: int = 10_000, pca_seed: int = 0,
-                        class_idx: int | str | None = None, class_names: Sequence[str] | None = None,
-                        network_sha256: str | None = None) -> Direction:
-    """`pca:K` (K-th principal direction of W), `random:S` (Gaussian direction from seed S) or a .npy/.npz file
-    holding [w_dim] or [num_ws, w_dim]. [w_dim] directions are normalised and scaled by sigma of W along them."""
-    text = spec.strip()
-    kind, _, arg = text.partition(':')
-    stats = functools.partial(w_pca, G, num_samples, pca_seed, class_idx, class_names, network_sha256)
-    if text.lower().endswith(('.npy', '.npz')):
-        vector = _read_direction_file(Path(text), G.w_dim, G.num_ws)
-    elif kind == 'random' and _is_number(arg, MAX_SEED):
-        vector = np.random.RandomState(int(arg)).randn(G.w_dim)
-    elif kind == 'pca' and _is_number(arg):
-        return _pca_direction(stats(), int(arg), text)
-    else:
-        raise StylelensError(f"unknown --direction '{spec}': {_DIRECTION_HINT}")
-    if vector.ndim == 2:
-        return Direction(vector, 1.0, f'{text} (per-layer offset)')
-    unit = vector / np.linalg.norm(vector)
-    return Direction(unit, stats().std_along(unit), text)
-
-
-def _is_number(text: str, largest: int | None = None) -> bool:
-    """Whether `text` is a non-negative decimal integer (at most `largest`)."""
-    return bool(re.fullmatch(r'[0-9]+', text, re.ASCII)) and (largest is None or int(text) <= largest)
-
-
-def _pca_direction(pca: WPCA, index: int, label: str) -> Direction:
-    """Component `index` of the PCA, with its sigma and explained-variance ratio; out of range is a user error."""
-    count = len(pca.components)
-    if index >= count:
-        raise StylelensError(f"--direction '{label}' is out of range: this PCA has components pca:0..pca:{count - 1}")
-    return Direction(pca.components[index], float(np.sqrt(pca.explained_variance[index])), label,
-                     float(pca.explained_variance_ratio[index]))
-
-
-def _read_direction_file(path: Path, w_dim: int, num_ws: int) -> np.ndarray:
-    """A direction from .npy or .npz (key 'direction', else the only array): [w_dim] or [num_ws, w_dim]."""
-    if not path.is_file():
-        raise StylelensError(f"direction file '{path}' not found: pass an existing .npy/.npz file, pca:K or random:S")
-    try:
-        array = _load_array(path)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise StylelensError(f"cannot read direction file '{path}': {reason}; expected a .npy or .npz file") from None
-    if array.shape not in ((w_dim,), (num_ws, w_dim)) or not np.issubdtype(array.dtype, np.floating):
-        raise StylelensError(f"direction file '{path}' holds {array.dtype} {list(array.shape)}: expected floats of "
-                             f'shape [{w_dim}] (w_dim) or [{num_ws}, {w_dim}] (num_ws, w_dim) for this network')
-    if not np.isfinite(array).all() or not np.any(array):
-        raise StylelensError(f"direction file '{path}' is zero or not finite: expected a non-zero finite direction")
-    return array.astype(np.float64)
-
-
-def _load_array(path: Path) -> np.ndarray:
-    """The array of a .npy, or the chosen array of a .npz, without unpickling anything."""
-    loaded = np.load(path, allow_pickle=False)
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        return _only_array(path, loaded)
-
-
-def _only_array(path: Path, data: Any) -> np.ndarray:
-    """The 'direction' array of an npz, else its only array."""
-    if 'direction' in data.files:
-        return data['direction']
-    if len(data.files) == 1:
-        return data[data.files[0]]
-    raise StylelensError(f"direction file '{path}' has arrays {', '.join(data.files) or '(none)'}: "
-                         "save one array, or name it 'direction'")
 
 
 # ------------------------------------------------------------------------------------------------ traversal
@@ -360,14 +142,20 @@ def traversal_ws(G: torch.nn.Module, seed: int, direction: Direction, values: Se
     """ws [len(values), num_ws, w_dim]: the seed's (truncated) ws plus value * scale * direction on `layers`
     (ws indices, e.g. `stylelens.mixing.parse_layers(G, 'b4,b8')`; None = all); the other ws stay exactly as
     they are."""
-    device = _device_of(G)
     w = seeds_to_ws(G, [seed], truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                    class_idx=class_idx, class_names=class_names, device=device)[0]
-    offset = torch.as_tensor(direction.vector * direction.scale, dtype=w.dtype, device=device).expand_as(w)
-    mask = torch.zeros(G.num_ws, 1, dtype=w.dtype, device=device)
+                    class_idx=class_idx, class_names=class_names, device=_device_of(G))
+    return shift_ws(G, w, direction.vector * direction.scale, values, layers)[0]
+
+
+def shift_ws(G: torch.nn.Module, ws: torch.Tensor, offset: Any, values: Sequence[float],
+             layers: Sequence[int] | None = None) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] moved by value * offset ([w_dim], or [num_ws, w_dim]) on `layers` (ws indices; None =
+    all) for every value: [N, len(values), num_ws, w_dim]; the other ws stay exactly as they are."""
+    step = torch.as_tensor(offset, dtype=ws.dtype, device=ws.device).expand_as(ws[0])
+    mask = torch.zeros(G.num_ws, 1, dtype=ws.dtype, device=ws.device)
     mask[_check_layers(G, layers)] = 1
-    steps = torch.as_tensor(list(values), dtype=w.dtype, device=device).reshape(-1, 1, 1)
-    return w.unsqueeze(0) + steps * (offset * mask).unsqueeze(0)
+    steps = torch.as_tensor(list(values), dtype=ws.dtype, device=ws.device).reshape(1, -1, 1, 1)
+    return ws.unsqueeze(1) + steps * (step * mask)
 
 
 def _check_layers(G: torch.nn.Module, layers: Sequence[int] | None) -> list[int]:

@@ -16,22 +16,13 @@ import torch
 from PIL import Image
 
 import stylelens
+from stylelens.directions.pca import pca_directions, w_pca
+from stylelens.directions.spec import Direction, direction_from_spec
 from stylelens.errors import StylelensError
 from stylelens.generation import seeds_to_ws
 from stylelens.latents import seeds_to_z
 from stylelens.mixing import parse_layers
-from stylelens.traversal import (
-    Direction,
-    direction_from_spec,
-    interpolation_ws,
-    lerp,
-    map_z,
-    path_points,
-    pca_directions,
-    slerp,
-    traversal_ws,
-    w_pca,
-)
+from stylelens.traversal import interpolation_ws, lerp, map_z, path_points, slerp, traversal_ws
 from stylelens.walks import strip_columns
 
 PCA_SAMPLES = 512

@@ -29,6 +29,11 @@ COMMANDS = {
     'metrics': ('stylelens.cli.metrics', 'metrics', 'FID, KID and IS of a generator or image folder vs real data.'),
     'convert': ('stylelens.cli.convert', 'convert', 'Write a network as a rosinality checkpoint, safetensors or pickle.'),
     'project': ('stylelens.cli.project', 'project', 'Project an image into W or W+ (NVIDIA projector.py, on CPU).'),
+    'directions': ('stylelens.cli.directions', 'directions', 'Find W directions (PCA, SeFa, supervised); score them.'),
+    'styles': ('stylelens.cli.styles', 'styles', 'Dump the S space per seed; rank single style channels.'),
+    'patch': ('stylelens.cli.patch', 'patch', 'Activation patching: which hook points carry the difference.'),
+    'attribute': ('stylelens.cli.attribute', 'attribute', 'Gradient x activation or integrated gradients.'),
+    'ablate': ('stylelens.cli.ablate', 'ablate', 'Zero or mean-ablate channels; a table of metric changes.'),
 }
 
 

@@ -1,4 +1,4 @@
-"""`stylelens traverse`: move one seed along a W direction (PCA, random or from a file) and show the frames."""
+"""`stylelens traverse`: move one seed along a W direction (PCA, random, a direction file's entry or an array)."""
 from __future__ import annotations
 
 import math
@@ -8,12 +8,13 @@ import torch
 
 from stylelens.cli.loaded import open_network
 from stylelens.cli.options import network_option, render_options
+from stylelens.directions.spec import direction_from_spec
 from stylelens.errors import StylelensError
 from stylelens.latents import class_to_c
 from stylelens.mixing import parse_layers
 from stylelens.outputs import ensure_outdir, write_manifest
 from stylelens.progress import progress_bar
-from stylelens.traversal import direction_from_spec, traversal_values
+from stylelens.traversal import traversal_values
 from stylelens.walks import RenderOptions, check_walk_path, walk_manifest_name
 from stylelens.walks import traverse as write_traversal
 
@@ -44,8 +45,9 @@ def layer_indices(G: torch.nn.Module, layers: str | None) -> list[int] | None:
                                   '--range -3,3 --steps 9 --layers b4,b8 --out strip.png')
 @network_option
 @click.option('--seed', type=click.IntRange(0, 2**32 - 1), required=True, help='The seed to move.')
-@click.option('--direction', required=True, metavar='pca:K|random:S|FILE',
-              help='K-th principal direction of W, a random unit direction from seed S, or a .npy/.npz holding '
+@click.option('--direction', required=True, metavar='pca:K|random:S|DIRS.npz:K|FILE',
+              help='K-th principal direction of W, a random unit direction from seed S, entry K of a direction '
+                   'file (`stylelens directions`; moves its own layers unless --layers), or a .npy/.npz holding '
                    '[w_dim] or [num_ws, w_dim].')
 @click.option('--range', 'value_range', default='-3,3', callback=range_callback, metavar='LOW,HIGH',
               help='Values to move by: standard deviations of W along the direction (a per-layer file: multiples '
@@ -53,7 +55,7 @@ def layer_indices(G: torch.nn.Module, layers: str | None) -> list[int] | None:
 @click.option('--steps', type=click.IntRange(min=1), default=9, help='Frames, evenly spaced over --range.')
 @click.option('--layers', default=None, metavar='LIST',
               help='Move only these ws: indices (0-6), blocks (b4,b8 or b8-b32: the ws each block owns, as in '
-                   '`mix`) or presets (coarse, middle, fine); default: all.')
+                   '`mix`) or presets (coarse, middle, fine); default: all (a direction file: its layers).')
 @click.option('--pca-samples', type=click.IntRange(min=2), default=10_000,
               help='Mapped samples for the PCA of W and for sigma along the direction (cached per network).')
 @click.option('--fps', type=click.FloatRange(min=0, min_open=True), default=10.0, help='Frames per second (GIF/MP4).')
@@ -73,6 +75,10 @@ def traverse(network: str, seed: int, direction: str, value_range: tuple[float, 
     values = traversal_values(value_range, steps)
     chosen = direction_from_spec(G, direction, num_samples=pca_samples, class_idx=class_idx,
                                  class_names=loaded.class_names, network_sha256=loaded.source.sha256)
+    indices = chosen.layers if indices is None else indices
+    if chosen.found_on and loaded.source.sha256 and chosen.found_on != loaded.source.sha256:
+        click.echo(f'warning: {direction} was found on another network file (sha256 {chosen.found_on[:12]}...)',
+                   err=True)
     ensure_outdir(target.parent)
     with progress_bar(steps, 'rendering') as bar:
         render = RenderOptions(noise_mode, batch_size, precision, bar.update, noise_seed=seed)
@@ -83,7 +89,8 @@ def traverse(network: str, seed: int, direction: str, value_range: tuple[float, 
                    pca_samples=pca_samples, pca_seed=0, truncation_psi=truncation_psi,
                    truncation_cutoff=truncation_cutoff, class_idx=class_idx, noise_mode=noise_mode, fps=fps,
                    batch_size=batch_size, device=str(loaded.device), precision=precision, out=str(target))
-    extra = dict(summary, direction=chosen.label, explained_variance_ratio=chosen.explained_variance_ratio)
+    extra = dict(summary, direction=chosen.label, explained_variance_ratio=chosen.explained_variance_ratio,
+                 direction_found_on=chosen.found_on)
     manifest = walk_manifest_name(target)
     write_manifest(target.parent, command='traverse', options=options, network=loaded.manifest(), extra=extra,
                    name=manifest)
