@@ -34,6 +34,7 @@ COMMANDS = {
     'patch': ('stylelens.cli.patch', 'patch', 'Activation patching: which hook points carry the difference.'),
     'attribute': ('stylelens.cli.attribute', 'attribute', 'Gradient x activation or integrated gradients.'),
     'ablate': ('stylelens.cli.ablate', 'ablate', 'Zero or mean-ablate channels; a table of metric changes.'),
+    'serve': ('stylelens.cli.serve', 'serve', 'Explore a network in the browser (latents, mixing, activations).'),
 }
 
 
