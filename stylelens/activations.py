@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylelens import distributed
 from stylelens.choices import NOISE_MODES, check_choice
 from stylelens.errors import StylelensError
 from stylelens.generation import seeds_to_ws, synthesize
@@ -73,6 +74,17 @@ def _shrink(array: np.ndarray, max_px: int = OVERVIEW_MAX_PX) -> np.ndarray:
     return np.rint(pooled).astype(array.dtype) if array.dtype == np.uint8 else pooled.astype(array.dtype)
 
 
+def record_parts(name: str, value: Recorded, blocks: set[str], block_part: str,
+                 images: dict[str, float]) -> dict[str, torch.Tensor]:
+    """One hook point's record as named tensors, as every dump stores it: a block's parts (`x`, `img`; a block that
+    returns one tensor as `block_part`, plus `img` when it is an image layer of `images`), other points as `out`."""
+    is_block = name in blocks
+    parts = value if isinstance(value, dict) else {block_part if is_block else 'out': value}
+    if is_block and name in images and not isinstance(value, dict):
+        parts['img'] = value * images[name]
+    return {k: v for k, v in parts.items() if v is not None}
+
+
 class RecordWriter:
     """The probe callback: writes each record of a batch to per-sample folders as soon as it arrives.
 
@@ -96,10 +108,7 @@ class RecordWriter:
 
     def __call__(self, name: str, value: Recorded) -> None:
         is_block = name in self.blocks
-        parts = value if isinstance(value, dict) else {self.block_part if is_block else 'out': value}
-        if is_block and name in self.images and not isinstance(value, dict):
-            parts['img'] = value * self.images[name]
-        parts = {k: v for k, v in parts.items() if v is not None}
+        parts = record_parts(name, value, self.blocks, self.block_part, self.images)
         stem = name.removeprefix(self.prefix)
         for i, folder in enumerate(self.folders):
             arrays = {k: v[i:i + 1].to(self.dtype if v.is_floating_point() else v.dtype).numpy()
@@ -160,7 +169,7 @@ def plan_hooks(net: torch.nn.Module, blocks: Sequence[str] | str | None, layers:
     return chosen, list(dict.fromkeys(block_hooks + layer_hooks)), set(block_hooks)
 
 
-def _image_layers(G: torch.nn.Module) -> dict[str, float]:
+def image_layers(G: torch.nn.Module) -> dict[str, float]:
     """StyleGAN3: the ToRGB layer's hook point and the output scale that turns its output into the image."""
     if not is_alias_free(G):
         return {}
@@ -176,15 +185,16 @@ def dump_activations(G: torch.nn.Module, seeds: Sequence[int], outdir: str | os.
                      progress: Callable[[int], None] | None = None) -> list[str]:
     """Per seed, `outdir/seed0000/` with one .npz per block (`x`, `img`) and per extra layer (`out`), the block PNGs
     and `overview.png`; then `outdir/manifest.json`. Seeds run one at a time at batch 1 (official z convention;
-    with noise 'random', torch is seeded with the seed). Returns the files written, relative to `outdir`."""
+    with noise 'random', torch is seeded with the seed), so under torchrun each rank dumps its share of the seeds
+    and rank 0 writes the manifest. Returns the files written, relative to `outdir`."""
     check_choice(noise_mode, NOISE_MODES, 'noise mode')
     chosen, names, block_hooks = plan_hooks(G, blocks, layers, class_idx, class_names)
     out = ensure_outdir(outdir)
-    files: list[str] = []
-    for seed in seeds:
+    per_seed: list[list[str]] = []
+    for seed in distributed.shard(seeds):
         folder = ensure_outdir(out / f'seed{seed:04d}')
         writer = RecordWriter(out, [folder], [f'seed {seed}'], 'synthesis.', block_hooks, dtype, pngs, top_k,
-                              full_resolution=G.img_resolution, block_part='x', images=_image_layers(G))
+                              full_resolution=G.img_resolution, block_part='x', images=image_layers(G))
         with probe(G, names, on_record=writer):
             ws = seeds_to_ws(G, [seed], truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                              class_idx=class_idx, class_names=class_names, device=next(G.parameters()).device)
@@ -192,9 +202,12 @@ def dump_activations(G: torch.nn.Module, seeds: Sequence[int], outdir: str | os.
                 torch.manual_seed(seed)
             synthesize(G, ws, noise_mode=noise_mode)
         writer.write_overviews()
-        files += writer.files
+        per_seed.append(writer.files)
         if progress is not None:
             progress(1)
+    files = [name for names in distributed.gather_shards(per_seed) for name in names]
+    if not distributed.is_main():
+        return files
     options = dict(part='G', seeds=list(seeds), blocks=chosen, layers=[n for n in names if n not in block_hooks],
                    truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx,
                    noise_mode=noise_mode, dtype=str(dtype).replace('torch.', ''), pngs=pngs, top_k=top_k,

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.devices import precision_context
 from stylelens.errors import StylelensError
 from stylelens.generation import synthesize
@@ -288,7 +289,9 @@ def render_grids(G: torch.nn.Module, row_ws: torch.Tensor, col_ws: torch.Tensor,
     style_mixing.py defines a cell.
 
     Every distinct source is synthesized once for all grids, every cell once, `batch_size` images per forward
-    pass; a cell whose row and column are the same source is that source's image. A cell starts where its
+    pass; a cell whose row and column are the same source is that source's image. Under torchrun every rank
+    renders the sources and its share of the cells' batches (the batches one process renders), and every rank
+    gets all cells. A cell starts where its
     features stop matching a source's (e.g. after the coarse blocks when the column donates them), reusing that
     source's feature maps: the same arithmetic, less of it.
     """
@@ -300,28 +303,35 @@ def render_grids(G: torch.nn.Module, row_ws: torch.Tensor, col_ws: torch.Tensor,
     features: dict[str, list[torch.Tensor]] = {}
     images: dict[object, torch.Tensor] = {}
 
-    def store(keys: list, rendered: torch.Tensor) -> None:
-        images.update((key, torch.from_numpy(img)) for key, img in zip(keys, to_uint8(rendered)))
-        if progress is not None:
+    def store(keys: list, rendered: torch.Tensor, count: bool = True) -> list:
+        pairs = [(key, torch.from_numpy(img)) for key, img in zip(keys, to_uint8(rendered))]
+        images.update(pairs)
+        if progress is not None and count:
             progress(len(keys))
+        return pairs
 
-    for batch in _batches(list(sources.items()), batch_size):
+    for batch in _batches(list(sources.items()), batch_size):  # every rank: the cells start from their features
         img, kept = _run_blocks(G, torch.stack([w for _, w in batch]), noise_mode=noise_mode, precision=precision,
                                 keep=keep)
         for i, (label, _) in enumerate(batch):
             features[label] = [x[i:i + 1] for x in kept]
-        store([label for label, _ in batch], img)
+        store([label for label, _ in batch], img, distributed.is_main())
 
+    cell_batches = []
     for k, (styles, (side, start)) in enumerate(zip(style_sets, prefixes)):
         jobs = [((k, r, c), mix_ws(rw, [Donor(c, col_ws[j], list(styles))]), c if side == 'col' else r)
                 for r, rw in zip(row_labels, row_ws) for j, c in enumerate(col_labels) if r != c]
-        for batch in _batches(jobs, batch_size):
-            ws = torch.stack([w for _, w, _ in batch])
-            shared = [torch.cat([features[src][b] for _, _, src in batch]) for b in range(start)]
-            img = _prefix_image(G, shared, ws, precision)
-            rendered, _ = _run_blocks(G, ws, noise_mode=noise_mode, precision=precision, start=start,
-                                      x=shared[-1] if shared else None, img=img)
-            store([key for key, _, _ in batch], rendered)
+        cell_batches += [(start, batch) for batch in _batches(jobs, batch_size)]
+    rendered_here = []
+    for start, batch in distributed.shard(cell_batches):  # under torchrun, this rank's share of the cell batches
+        ws = torch.stack([w for _, w, _ in batch])
+        shared = [torch.cat([features[src][b] for _, _, src in batch]) for b in range(start)]
+        img = _prefix_image(G, shared, ws, precision)
+        rendered, _ = _run_blocks(G, ws, noise_mode=noise_mode, precision=precision, start=start,
+                                  x=shared[-1] if shared else None, img=img)
+        rendered_here.append(store([key for key, _, _ in batch], rendered))
+    for pairs in distributed.gather_shards(rendered_here):
+        images.update(pairs)
 
     def cell(k: int, r: str, c: str) -> torch.Tensor:
         return images[r] if r == c else images[(k, r, c)]

@@ -7,6 +7,7 @@ import sys
 import click
 
 from stylelens import __version__
+from stylelens.cli.ranks import all_ranks, check_sharded
 from stylelens.errors import StylelensError
 
 COMMANDS = {
@@ -21,6 +22,11 @@ COMMANDS = {
     'mix-study': ('stylelens.cli.mix', 'mix_study', 'One mixing grid per block set, stacked with captions.'),
     'interpolate': ('stylelens.cli.interpolate', 'interpolate', 'Walk between seeds in Z or W: GIF, MP4 or strip.'),
     'traverse': ('stylelens.cli.traverse', 'traverse', 'Move one seed along a W direction (PCA, random, file).'),
+    'directions': ('stylelens.cli.directions', 'directions', 'Find W directions (PCA, SeFa, supervised); score them.'),
+    'styles': ('stylelens.cli.styles', 'styles', 'Dump the S space per seed; rank single style channels.'),
+    'patch': ('stylelens.cli.patch', 'patch', 'Activation patching: which hook points carry the difference.'),
+    'attribute': ('stylelens.cli.attribute', 'attribute', 'Gradient x activation or integrated gradients.'),
+    'ablate': ('stylelens.cli.ablate', 'ablate', 'Zero or mean-ablate channels; a table of metric changes.'),
     'data': ('stylelens.cli.data', 'data', 'Download CIFAR-10, MNIST, Fashion-MNIST; inspect a --data spec.'),
     'train': ('stylelens.cli.train', 'train', 'Train a GAN from scratch: samples, CSV logs, plots, checkpoints.'),
     'classifier': ('stylelens.cli.classifier', 'classifier', 'Train a classifier that scores generators by class.'),
@@ -29,11 +35,6 @@ COMMANDS = {
     'metrics': ('stylelens.cli.metrics', 'metrics', 'FID, KID and IS of a generator or image folder vs real data.'),
     'convert': ('stylelens.cli.convert', 'convert', 'Write a network as a rosinality checkpoint, safetensors or pickle.'),
     'project': ('stylelens.cli.project', 'project', 'Project an image into W or W+ (NVIDIA projector.py, on CPU).'),
-    'directions': ('stylelens.cli.directions', 'directions', 'Find W directions (PCA, SeFa, supervised); score them.'),
-    'styles': ('stylelens.cli.styles', 'styles', 'Dump the S space per seed; rank single style channels.'),
-    'patch': ('stylelens.cli.patch', 'patch', 'Activation patching: which hook points carry the difference.'),
-    'attribute': ('stylelens.cli.attribute', 'attribute', 'Gradient x activation or integrated gradients.'),
-    'ablate': ('stylelens.cli.ablate', 'ablate', 'Zero or mean-ablate channels; a table of metric changes.'),
     'serve': ('stylelens.cli.serve', 'serve', 'Explore a network in the browser (latents, mixing, activations).'),
 }
 
@@ -47,6 +48,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
+        check_sharded(name)
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
@@ -56,10 +58,11 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except StylelensError as err:
-            raise click.ClickException(str(err)) from None
+        with all_ranks():
+            try:
+                return super().invoke(ctx)
+            except StylelensError as err:
+                raise click.ClickException(str(err)) from None
 
 
 @click.group(cls=LazyGroup, context_settings=dict(help_option_names=['-h', '--help'], show_default=True))

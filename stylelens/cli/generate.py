@@ -4,13 +4,14 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from stylelens import distributed
 from stylelens.cli.loaded import open_network
 from stylelens.cli.options import network_option, render_options, seeds_callback
+from stylelens.errors import StylelensError
 from stylelens.generation import generate_images
 from stylelens.input_transform import with_input_transform
 from stylelens.latents import class_to_c, save_ws_file
 from stylelens.outputs import ensure_outdir, save_pngs, seed_filename, write_manifest
-from stylelens.progress import progress_bar
 
 
 def _vec2_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float] | None:
@@ -45,16 +46,23 @@ def generate(network: str, seeds: list[int], truncation_psi: float, truncation_c
     G = loaded.G
     if translate is not None or rotate is not None:
         G = with_input_transform(G, translate or (0.0, 0.0), rotate or 0.0)
+    if noise_mode == 'random' and distributed.world_size() > 1:
+        raise StylelensError('--noise-mode random draws one noise stream through the batches in order, so it cannot '
+                             'be split over processes: use const or none under torchrun, or run in one process')
     out = ensure_outdir(outdir)
+    share = distributed.shard(range(-(-len(seeds) // batch_size)))
     batches = generate_images(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                               class_idx=class_idx, class_names=loaded.class_names, noise_mode=noise_mode,
-                              batch_size=batch_size, precision=precision)
-    all_ws = []
-    with progress_bar(len(seeds), 'generating') as bar:
+                              batch_size=batch_size, precision=precision, batches=share)
+    my_ws = []
+    with distributed.progress(len(seeds), 'generating') as advance:
         for batch in batches:
             save_pngs({out / seed_filename(seed): image for seed, image in zip(batch.seeds, batch.images)})
-            all_ws.append(batch.ws)
-            bar.update(len(batch.seeds))
+            my_ws.append(batch.ws)
+            advance(len(batch.seeds))
+    all_ws = distributed.gather_shards(my_ws) if save_ws else []
+    if not distributed.is_main():
+        return
     if save_ws:
         save_ws_file(out / 'ws.npz', np.concatenate(all_ws), seeds=np.asarray(seeds))
     options = dict(seeds=seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,

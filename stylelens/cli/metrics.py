@@ -59,6 +59,7 @@ def metrics(metrics: str, real: str | None, fake: str, num: int, num_real: int |
             seed: int, device: str, inception: Path | None, kid_subsets: int, kid_subset_size: int, is_splits: int,
             no_cache: bool, out: Path | None) -> None:
     """Score generated images: FID and KID against real data, IS on their own."""
+    from stylelens import distributed
     from stylelens.devices import tune_cpu_allocator
     from stylelens.metrics.api import compute_metrics
     from stylelens.outputs import ensure_outdir, write_manifest
@@ -67,6 +68,8 @@ def metrics(metrics: str, real: str | None, fake: str, num: int, num_real: int |
     results = compute_metrics(metrics, real=real, fake=fake, num=num, num_real=num_real, split=split, batch=batch,
                               seed=seed, device=device, inception=inception, kid_subsets=kid_subsets,
                               kid_subset_size=kid_subset_size, is_splits=is_splits, cache=not no_cache)
+    if not distributed.is_main():
+        return
     if not results['inception']['official']:
         click.echo(f"note: Inception weights {results['inception']['sha256'][:12]}... are not pytorch-fid's file; "
                    f"these scores do not compare with published ones", err=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 import torch
 
+from stylelens import distributed
 from stylelens.cli.loaded import LoadedNetwork, open_network
 from stylelens.cli.options import network_option, render_options
 from stylelens.errors import StylelensError
@@ -23,7 +24,6 @@ from stylelens.mixing import (
     styles_caption,
 )
 from stylelens.outputs import ensure_outdir, save_png, save_pngs, write_manifest
-from stylelens.progress import progress_bar
 from stylelens.sources import Source, resolve_sources
 from stylelens.viz import labelled_grids_figure
 from stylelens.walks import save_strip
@@ -61,11 +61,11 @@ def _render(loaded: LoadedNetwork, row_sources: list[Source], col_sources: list[
     """One grid per style set, rendered under the progress bar of `mix` and `mix-study` (its one call site)."""
     row_labels, col_labels = [s.label for s in row_sources], [s.label for s in col_sources]
     total = count_renders(row_labels, col_labels, len(style_sets))
-    with progress_bar(total, 'mixing') as bar:
+    with distributed.progress(total, 'mixing') as advance:
         return render_grids(loaded.G, torch.stack([s.ws for s in row_sources]),
                             torch.stack([s.ws for s in col_sources]), style_sets, row_labels=row_labels,
                             col_labels=col_labels, noise_mode=options['noise_mode'], batch_size=batch_size,
-                            precision=options['precision'], progress=bar.update)
+                            precision=options['precision'], progress=advance)
 
 
 def _write_grid_files(out: Path, grid: MixGrid) -> list[str]:
@@ -167,6 +167,8 @@ def mix_study(network: str, rows: str, cols: str, block_sets: str, outdir: str, 
     row_sources, col_sources = _sources(loaded, rows, options), _sources(loaded, cols, options)
     out = ensure_outdir(outdir)
     grids = _render(loaded, row_sources, col_sources, style_sets, options, batch_size)
+    if not distributed.is_main():  # under torchrun: every rank rendered its share, rank 0 writes the study
+        return
     files = []
     for k, (spec, grid) in enumerate(zip(specs, grids)):
         folder = ensure_outdir(out / f"set{k}_{spec.replace(',', '+')}")

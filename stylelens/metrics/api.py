@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.devices import pick_device
 from stylelens.errors import StylelensError
 from stylelens.metrics.features import Features, cached_features, extract
@@ -105,9 +106,9 @@ def compute_metrics(metrics: str | Sequence[str] = 'fid', *, real: Any = None, f
         raise StylelensError(f'--num and --batch must be positive (got {num} and {batch})')
     _require_real(chosen, real)
     torch_device = pick_device(str(device))
-    network = load_inception(inception, device=torch_device, progress=progress)
+    network = distributed.in_turn(lambda: load_inception(inception, device=torch_device, progress=progress))
     real_data = load_real(real, split=split, num=num_real) if _uses_real(chosen) else None
-    fake_data = open_fake(fake, torch_device, progress=progress)
+    fake_data = distributed.in_turn(lambda: open_fake(fake, torch_device, progress=progress))
     real_feats, cache_state = (real_features(real_data, network, batch=batch, progress=progress, cache=cache)
                                if real_data is not None else (None, None))
     fake_feats = fake_features(fake_data, network, num=num, batch=batch, seed=seed, progress=progress)

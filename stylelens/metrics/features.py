@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.errors import StylelensError
 from stylelens.loading.download import cache_dir
-from stylelens.metrics.inception import PREPROCESSING, FeatureNetwork
+from stylelens.metrics.inception import FEATURE_DIM, PREPROCESSING, FeatureNetwork
 from stylelens.outputs import save_npz
-from stylelens.progress import progress_bar
 
 CACHE_VERSION = 1  # bump when what is stored, or how features are made, changes
 
@@ -35,33 +35,28 @@ class Features:
         return None if self.features is None else len(self.features)
 
 
-def statistics(features: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (N-1 normalised, like numpy's and pytorch-fid's) of [N, D] features, in float64; rows
-    are centred `chunk` at a time so 50,000 float32 features never exist as a float64 copy."""
-    x = np.asarray(features)
-    if x.ndim != 2 or len(x) < 2:
-        raise StylelensError(f'statistics need at least 2 feature vectors [N, D], got shape {x.shape}')
-    mu = x.mean(axis=0, dtype=np.float64)
-    scatter = np.zeros((x.shape[1], x.shape[1]))
-    for start in range(0, len(x), chunk):
-        centred = x[start:start + chunk].astype(np.float64) - mu
-        scatter += centred.T @ centred
-    return mu, scatter / (len(x) - 1)
+def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (N-1 normalised, like numpy's and pytorch-fid's) in float64 of [N, D] features; under
+    torchrun of the rows all ranks hold between them, each rank passing its own (`distributed.mean_and_scatter`)."""
+    count, mu, scatter = distributed.mean_and_scatter(features)
+    return mu, scatter / (count - 1)
 
 
 def extract(network: FeatureNetwork, batches: Iterable[torch.Tensor], total: int, *, label: str = 'features',
             progress: bool = True) -> Features:
-    """Run uint8 NCHW batches through the network; pool3 features become float64 statistics, logits are kept."""
+    """Run uint8 NCHW batches (under torchrun: this rank's share, dealt by batch) through the network; pool3
+    features become float64 statistics over all ranks, and every rank gets all features and logits in order."""
     feats, logits = [], []
-    with progress_bar(total, label, progress) as bar:
+    with distributed.progress(total, label, progress) as advance:
         for images in batches:
             f, lg = network(images)
             feats.append(f.numpy())
             logits.append(lg.numpy())
-            bar.update(len(images))
-    features = np.concatenate(feats)
-    mu, sigma = statistics(features)
-    return Features(mu, sigma, features, np.concatenate(logits))
+            advance(len(images))
+    mine = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
+    mu, sigma = statistics(mine)
+    return Features(mu, sigma, np.concatenate(distributed.gather_shards(feats)),
+                    np.concatenate(distributed.gather_shards(logits)))
 
 
 def dataset_key(pixels: torch.Tensor, network: FeatureNetwork) -> str:
@@ -98,11 +93,11 @@ def cached_features(pixels: torch.Tensor, network: FeatureNetwork, compute: Call
     if not use_cache:
         return compute(), 'off'
     path = cache_path(dataset_key(pixels, network))
-    if path.is_file():
-        cached = load_npz(path)
-        if cached is not None and cached.features is not None:
-            return cached, 'hit'
+    cached = distributed.from_main(lambda: load_npz(path) if path.is_file() else None)  # rank 0's cache decides
+    if cached is not None and cached.features is not None:
+        return cached, 'hit'
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(path, mu=result.mu, sigma=result.sigma, features=result.features.astype(np.float32))
+    if distributed.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_npz(path, mu=result.mu, sigma=result.sigma, features=result.features.astype(np.float32))
     return Features(result.mu, result.sigma, result.features), 'miss'

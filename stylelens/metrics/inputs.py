@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stylelens import distributed
 from stylelens.errors import StylelensError
 from stylelens.latents import seeds_to_z
 from stylelens.loading.runs import RUN_GENERATOR
@@ -158,14 +159,15 @@ def open_fake(value: Any, device: str | torch.device = 'cpu', *, progress: bool 
 
 
 def batches_of(pixels: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
-    """Fixed images, `batch` at a time."""
-    for start in range(0, len(pixels), batch):
+    """Fixed images, `batch` at a time (under torchrun, this rank's share of the batches)."""
+    for start in distributed.shard(range(0, len(pixels), batch)):
         yield pixels[start:start + batch]
 
 
 def sampled_batches(sampler: Sampler, num: int, batch: int, seed: int) -> Iterator[torch.Tensor]:
-    """`num` images from the sampler as uint8, `batch` per call, for seeds seed .. seed + num - 1."""
-    for start in range(0, num, batch):
+    """`num` images from the sampler as uint8, `batch` per call, for seeds seed .. seed + num - 1; under torchrun
+    this rank's share of those calls, each with the seeds (and so the noise) it has in one process."""
+    for start in distributed.shard(range(0, num, batch)):
         n = min(batch, num - start)
         images = as_uint8(sampler(n, seed + start))
         if len(images) != n:
