@@ -7,7 +7,7 @@ import os
 import re
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote, urlparse
 
 from stylelens.errors import StylelensError
@@ -228,3 +228,14 @@ def fetch_cached(url: str, *, sha256: str | None = None, root: Path | None = Non
         if expected is None or have == expected:
             return dest
     return download(url, dest, sha256=sha256, timeout=timeout, progress=progress, hash_store=store)
+
+
+def fetch_or_explain(url: str, sha256: str | None, what: str, how_to_get: Callable[[], str],
+                     progress: bool = True) -> Path:
+    """`fetch_cached(url)`, with a failed download turned into one line naming `what` is missing, the cause, and
+    `how_to_get()` (how to fetch the file by hand), for weight files a command needs."""
+    try:
+        return fetch_cached(url, sha256=sha256, progress=progress)
+    except StylelensError as error:
+        reason = str(error).removeprefix(f'download of {url} failed: ')
+        raise StylelensError(f'{what} are not here and the download failed ({reason}): {how_to_get()}') from None

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from stylelens.errors import StylelensError
-from stylelens.loading.download import cached_path, fetch_cached
+from stylelens.loading.download import cached_path, fetch_or_explain
 from stylelens.loading.registry import RegistryEntry, get_feature_network
 
 FEATURE_NETWORK = 'pytorch-fid-inception-2015-12-05'  # its name in the registry's "feature_networks"
@@ -35,10 +34,4 @@ def resolve_weights(progress: bool = True) -> Path:
     """The cached weight file, downloaded and verified against the registry's sha256 on first use; a failed
     download becomes one line naming the cause and how to get the file by hand."""
     entry = weights_entry()
-    url = entry.url or ''
-    try:
-        return fetch_cached(url, sha256=entry.sha256, progress=progress)
-    except StylelensError as error:
-        reason = str(error).removeprefix(f'download of {url} failed: ')
-        raise StylelensError(f'the FID Inception weights are not here and the download failed ({reason}): '
-                             f'{how_to_get()}') from None
+    return fetch_or_explain(entry.url or '', entry.sha256, 'the FID Inception weights', how_to_get, progress)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import torch
 
 from stylelens.errors import StylelensError
-from stylelens.loading.download import cached_path, fetch_cached
+from stylelens.loading.download import cached_path, fetch_or_explain
 from stylelens.loading.registry import RegistryEntry, get_feature_network
 from stylelens.loading.torchscript_weights import read_torchscript_tensors
 from stylelens.projection.perceptual import STAGES, VGG16Features
@@ -49,13 +49,7 @@ def resolve_weights(path: str | os.PathLike | None = None, progress: bool = True
             raise StylelensError(f"--vgg '{path}': no such file; {how_to_get()}")
         return Path(path)
     entry = weights_entry()
-    url = entry.url or ''
-    try:
-        return fetch_cached(url, sha256=entry.sha256, progress=progress)
-    except StylelensError as error:
-        reason = str(error).removeprefix(f'download of {url} failed: ')
-        raise StylelensError(f'the VGG16 weights for LPIPS are not here and the download failed ({reason}): '
-                             f'{how_to_get()}') from None
+    return fetch_or_explain(entry.url or '', entry.sha256, 'the VGG16 weights for LPIPS', how_to_get, progress)
 
 
 def archive_names() -> dict[str, str]:
