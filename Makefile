@@ -23,8 +23,11 @@ test:
 lint:
 	$(PYTHON) -m ruff check stylelens vendor tests
 
+# OFFICIAL=DIR (NVlabs/stylegan2-ada-pytorch) and STYLEGAN3=DIR (NVlabs/stylegan3): checkouts with the CPU patches of
+# ../shared/official/, whose scripts then run side by side with stylelens; without them, no ratio is measured.
 bench:
-	$(PYTHON) -m stylelens.bench --out bench/results
+	$(PYTHON) -m stylelens.bench --out bench/results $(if $(OFFICIAL),--official $(OFFICIAL)) \
+		$(if $(STYLEGAN3),--stylegan3 $(STYLEGAN3))
 
 # The README's pictures of the embedded demo network (checkpoints/gallery/); RUN is its training run folder.
 RUN ?= runs/demo

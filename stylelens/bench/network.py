@@ -22,6 +22,16 @@ D_KWARGS: dict[str, Any] = dict(c_dim=0, img_resolution=256, img_channels=3, cha
                                 num_fp16_res=4, conv_clamp=256, block_kwargs={}, mapping_kwargs={},
                                 epilogue_kwargs=dict(mbstd_group_size=8))
 
+# The same network built with NVIDIA's stylegan2-ada-pytorch classes (OFFICIAL=DIR); and, with the stylegan3
+# repository's classes (STYLEGAN3=DIR), a StyleGAN3-T (train.py --cfg=stylegan3-t) kept small enough for NVIDIA's
+# CPU reference ops to render its seeds in seconds: 128², channel_base 8192, channel_max 256 (7.9 M parameters).
+OFFICIAL_NETWORK_FILE = 'paper256-official.pkl'
+SG3_NETWORK_FILE = 'stylegan3-t-128-official.pkl'
+SG3_G_KWARGS: dict[str, Any] = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=128, img_channels=3,
+                                    mapping_kwargs=dict(num_layers=2), channel_base=8192, channel_max=256,
+                                    magnitude_ema_beta=0.5 ** (32 / (20 * 1e3)))
+SG3_D_KWARGS: dict[str, Any] = dict(D_KWARGS, img_resolution=128, channel_base=8192, channel_max=256)
+
 
 def random_networks(G_kwargs: dict, D_kwargs: dict, seed: int, w_avg_samples: int = 4096) -> tuple:
     """G and D with seeded random weights, tuned so images are not flat: small noise strengths, toned-down toRGB
@@ -33,6 +43,15 @@ def random_networks(G_kwargs: dict, D_kwargs: dict, seed: int, w_avg_samples: in
     torch.manual_seed(seed)
     G = Generator(**G_kwargs)
     D = Discriminator(**D_kwargs)
+    tone_generator(G, w_avg_samples)
+    return G.eval().requires_grad_(False), D.eval().requires_grad_(False)
+
+
+def tone_generator(G: Any, w_avg_samples: int) -> None:
+    """Make freshly initialised weights draw non-flat images, in place (any StyleGAN2-layout generator, ours or
+    NVIDIA's): small noise strengths, toned-down toRGB weights, and w_avg set to the mean of mapped samples."""
+    import torch
+
     with torch.no_grad():
         for name, param in G.named_parameters():
             if name.endswith('noise_strength'):
@@ -40,7 +59,6 @@ def random_networks(G_kwargs: dict, D_kwargs: dict, seed: int, w_avg_samples: in
             elif name.endswith('torgb.weight'):
                 param.mul_(0.3)
         G.mapping.w_avg.copy_(G.mapping(torch.randn([w_avg_samples, G.z_dim]), None)[:, 0].mean(dim=0))
-    return G.eval().requires_grad_(False), D.eval().requires_grad_(False)
 
 
 def worker_build(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from stylelens.bench.timing import (
+    Runs,
     apply_runtime_tuning,
     discard,
     peak_rss_mib,
@@ -52,10 +53,12 @@ def conv_flops_per_image(G: Any) -> dict[str, float]:
 
 
 def worker_synthesis(args: argparse.Namespace) -> dict[str, Any]:
-    """Load the generator (timed), then time `G.synthesis(ws, noise_mode='const')` and record its peak memory."""
+    """Load the generator (timed), record the peak memory of a first `G.synthesis(ws, noise_mode='const')`, then
+    time synthesis calls in alternation with roofline passes (the same convolutions alone, `bench.roofline`)."""
     import torch
 
     import stylelens
+    from stylelens.bench.roofline import Roofline, synthesis_convolutions
     from stylelens.devices import precision_context
     from stylelens.generation import seeds_to_ws
 
@@ -78,12 +81,20 @@ def worker_synthesis(args: argparse.Namespace) -> dict[str, Any]:
     warmup_start = time.perf_counter()
     run()
     warmup_seconds = time.perf_counter() - warmup_start
-    runs = repeat(run, args.runs, args.retry)
     peak = peak_rss_mib()
+    roofline = Roofline(synthesis_convolutions(G), args.batch, args.precision) if device.type == 'cpu' else None
+    runs, rounds = Runs(), []
+    for _ in range(args.runs):
+        one = repeat(run, 1, args.retry)
+        runs.seconds += one.seconds
+        runs.others += one.others
+        runs.dropped_seconds += one.dropped_seconds
+        if roofline is not None:
+            rounds.append(roofline.measure())
     return dict(precision=args.precision, batch=args.batch, load_seconds=load_seconds, warmup_seconds=warmup_seconds,
                 **runs_dict(runs), rss_after_load_mib=baseline, peak_rss_mib=peak, peak_delta_mib=peak - baseline,
                 peak_was_reset=peak_was_reset, allocator_tuned=tuned, flops=conv_flops_per_image(G),
-                threads=torch.get_num_threads())
+                threads=torch.get_num_threads(), roofline=roofline.summary(rounds) if roofline else None)
 
 
 def grouped_modulated_conv2d(x: Any, weight: Any, styles: Any, noise: Any, up: int, padding: int,

@@ -1,6 +1,7 @@
-"""Benchmark of the probes on a paper256-scale generator (fixed-seed random weights): (a) the time overhead of
-recording every synthesis block against a plain forward pass, (b) the peak memory of `stylelens activations
---blocks all` for 8 seeds against a plain batch-8 forward pass, each in a fresh process.
+"""Benchmark of the probes (fixed-seed random weights): (a) on a paper256-scale generator, the time overhead of
+recording every synthesis block against a plain forward pass; (b) on an FFHQ-1024-shaped generator, the peak memory
+of `stylelens activations --blocks all` against plain `stylelens generate` of the same seeds (at its default batch
+and at batch 1, as activations runs), each command in a fresh process.
 
 `run(out_dir, quick)` returns the numbers (and a Markdown table under 'markdown'); the `stylelens.bench` driver
 runs it in a worker process (`worker_probes`).
@@ -10,17 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from stylelens.bench.timing import median, run_command, seconds
-from stylelens.generation import seeds_to_ws, synthesize
-from stylelens.loading.network import load_generator
+from stylelens.bench.timing import command_peak_rss_kib, median, seconds
+from stylelens.generation import seeds_to_ws
 from stylelens.loading.official_writer import dump_snapshot
 from stylelens.outputs import atomic_write_text
 from stylelens.probes import probe
@@ -30,16 +30,19 @@ SEED = 256
 G_KWARGS: dict[str, Any] = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=256, img_channels=3,
                                 mapping_kwargs=dict(num_layers=8),
                                 synthesis_kwargs=dict(channel_base=16384, channel_max=512))
+MEMORY_G_KWARGS: dict[str, Any] = dict(G_KWARGS, img_resolution=1024,
+                                       synthesis_kwargs=dict(channel_base=32768, channel_max=512))  # FFHQ-1024 shape
 OVERHEAD_BATCH = 4
-MEMORY_SEEDS = '0-7'
+MEMORY_SEEDS = '0-1'  # at batch 1 per seed the peak does not grow with the number of seeds
 OVERHEAD_GOAL = 0.10  # recording all blocks costs at most 10 % over a plain forward
-MEMORY_GOAL = 1.5     # activations --blocks all peaks at most 1.5x a plain forward of the same 8 seeds
+MEMORY_GOAL = 1.5     # activations --blocks all peaks at most 1.5x plain generate of the same seeds (batch 1)
 
 
-def build_generator(seed: int = SEED) -> torch.nn.Module:
-    """The paper256-scale generator with random weights from `seed` (toRGB toned down, as in the demo network)."""
+def build_generator(seed: int = SEED, kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A generator (paper256-scale unless `kwargs`) with random weights from `seed` (toRGB toned down, as in the
+    demo network)."""
     torch.manual_seed(seed)
-    G = Generator(**G_KWARGS)
+    G = Generator(**(kwargs or G_KWARGS))
     with torch.no_grad():
         for name, param in G.named_parameters():
             if name.endswith('torgb.weight'):
@@ -83,44 +86,41 @@ def _copy_seconds(G: torch.nn.Module, ws: torch.Tensor, blocks: list[str], runs:
     return median([seconds(lambda: [t.clone() for t in tensors]) for _ in range(runs)])
 
 
-def child(mode: str, network: str, outdir: str) -> None:
-    """Run one workload from this (fresh) process and print its peak RSS in KiB as JSON: 'load' (import and load
-    only) and 'plain' (one batch-8 forward of seeds 0-7) run here; 'activations' runs the real command,
-    `python -m stylelens activations --blocks all`, as this process's only child and reports that child's peak."""
-    import resource
-
-    if mode == 'activations':
-        run_command([sys.executable, '-m', 'stylelens', 'activations', '--network', network, '--seeds', MEMORY_SEEDS,
-                     '--blocks', 'all', '--device', 'cpu', '--outdir', outdir])
-        maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    else:
-        G = load_generator(network, progress=False)
-        if mode == 'plain':
-            synthesize(G, seeds_to_ws(G, list(range(8))), noise_mode='const')
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(mode=mode, maxrss_kib=maxrss)))
+def commands(network: Path, work: Path) -> dict[str, list[str]]:
+    """The measured processes: loading alone, `generate` (default batch, and batch 1) and `activations --blocks
+    all`, for the seeds `MEMORY_SEEDS`."""
+    stylelens_cmd = [sys.executable, '-m', 'stylelens']
+    seeds = ['--network', str(network), '--seeds', MEMORY_SEEDS, '--device', 'cpu', '--outdir']
+    return dict(
+        load=[sys.executable, '-c', f'import stylelens; stylelens.load_generator({str(network)!r}, progress=False)'],
+        generate=stylelens_cmd + ['generate'] + seeds + [str(work / 'generate')],
+        generate_batch1=stylelens_cmd + ['generate', '--batch', '1'] + seeds + [str(work / 'generate_batch1')],
+        activations=stylelens_cmd + ['activations', '--blocks', 'all'] + seeds + [str(work / 'activations')],
+    )
 
 
-def _child_rss(mode: str, network: Path, outdir: Path) -> int:
-    """Peak RSS (KiB) of one `child` workload in a fresh interpreter."""
-    code = f'from stylelens.bench.probes import child; child({mode!r}, {str(network)!r}, {str(outdir)!r})'
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f'bench probes child {mode!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])['maxrss_kib']
-
-
-def measure_memory(G: torch.nn.Module, work: Path) -> dict[str, Any]:
-    """Peak RSS of loading alone, of a plain batch-8 forward, and of `activations --blocks all` for 8 seeds,
-    each in a fresh process reading the same G_ema-only snapshot."""
-    network = work / 'probes_paper256.pkl'
-    dump_snapshot(dict(G_ema=G, training_set_kwargs=dict(resolution=256)), network)
-    rss = {mode: _child_rss(mode, network, work / 'activations') for mode in ('load', 'plain', 'activations')}
-    files = sum(1 for p in (work / 'activations').rglob('*') if p.is_file())
-    dumped = sum(p.stat().st_size for p in (work / 'activations').rglob('*.npz'))
-    ratio = rss['activations'] / rss['plain']
-    return dict(seeds=MEMORY_SEEDS, load_kib=rss['load'], plain_kib=rss['plain'], activations_kib=rss['activations'],
-                ratio=ratio, goal=MEMORY_GOAL, met=ratio <= MEMORY_GOAL, files_written=files, npz_bytes=dumped)
+def measure_memory(work: Path) -> dict[str, Any]:
+    """Peak RSS of loading alone, of `generate` (default batch, and batch 1) and of `activations --blocks all` for
+    the same seeds, each in a fresh process reading the same G_ema-only snapshot of an FFHQ-1024-shaped G."""
+    network = work / 'probes_ffhq1024.pkl'
+    G = build_generator(SEED, MEMORY_G_KWARGS)
+    dump_snapshot(dict(G_ema=G, training_set_kwargs=dict(resolution=G.img_resolution)), network)
+    params = sum(p.numel() for p in G.parameters())
+    del G
+    rss, seconds = {}, {}
+    for mode, cmd in commands(network, work).items():
+        start = time.perf_counter()
+        rss[mode] = command_peak_rss_kib(cmd)
+        seconds[mode] = time.perf_counter() - start
+    folder = work / 'activations'
+    files = sum(1 for p in folder.rglob('*') if p.is_file())
+    dumped = sum(p.stat().st_size for p in folder.rglob('*.npz'))
+    ratio = rss['activations'] / rss['generate_batch1']
+    return dict(seeds=MEMORY_SEEDS, resolution=1024, g_params=params, load_kib=rss['load'],
+                generate_kib=rss['generate'], generate_batch1_kib=rss['generate_batch1'],
+                activations_kib=rss['activations'], seconds=seconds, ratio=ratio,
+                ratio_vs_default_batch=rss['activations'] / rss['generate'], goal=MEMORY_GOAL,
+                met=ratio <= MEMORY_GOAL, files_written=files, npz_bytes=dumped)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -129,24 +129,27 @@ def markdown(results: dict[str, Any]) -> str:
     mib = 1 / 1024
     verdict = {True: 'met', False: 'NOT met'}
     return '\n'.join([
-        f"Probes on a paper256-scale generator (random weights, seed {SEED}; {o['threads']} torch threads, CPU; "
-        f"1/5/15-min load average {' / '.join(f'{x:.1f}' for x in results['load_average_start'])} at the start, "
+        f"Probes (random weights, seed {SEED}; {o['threads']} torch threads, CPU; 1/5/15-min load average "
+        f"{' / '.join(f'{x:.1f}' for x in results['load_average_start'])} at the start, "
         f"{' / '.join(f'{x:.1f}' for x in results['load_average_end'])} at the end).",
         '',
         '| measurement | plain | with probes | ratio | goal |',
         '|---|---|---|---|---|',
-        f"| `G.synthesis`, batch {o['batch']}, recording all {o['blocks']} blocks (median of {o['runs']}) | "
-        f"{o['plain_seconds']:.3f} s | {o['recorded_seconds']:.3f} s | {100 * o['overhead']:+.1f} % | "
+        f"| paper256 `G.synthesis`, batch {o['batch']}, recording all {o['blocks']} blocks (median of "
+        f"{o['runs']}) | {o['plain_seconds']:.3f} s | {o['recorded_seconds']:.3f} s | {100 * o['overhead']:+.1f} % | "
         f"≤ +{100 * o['goal']:.0f} % ({verdict[o['met']]}) |",
         f"| … of which copying the {o['blocks']} block outputs, timed alone (median of {o['runs']}) | | "
         f"{o['copy_seconds']:.3f} s | {100 * o['copy_share']:+.1f} % | |",
-        f"| peak RSS, `activations --blocks all --seeds {m['seeds']}` vs one batch-8 forward (load alone: "
-        f"{m['load_kib'] * mib:.0f} MiB) | {m['plain_kib'] * mib:.0f} MiB | {m['activations_kib'] * mib:.0f} MiB | "
-        f"{m['ratio']:.2f}x | ≤ {m['goal']:.1f}x ({verdict[m['met']]}) |",
+        f"| 1024² (FFHQ-shaped, {m['g_params'] / 1e6:.1f} M parameters) peak RSS, `activations --blocks all "
+        f"--seeds {m['seeds']}` vs `generate --batch 1` (load alone: {m['load_kib'] * mib:.0f} MiB) | "
+        f"{m['generate_batch1_kib'] * mib:.0f} MiB | {m['activations_kib'] * mib:.0f} MiB | {m['ratio']:.2f}x | "
+        f"≤ {m['goal']:.1f}x ({verdict[m['met']]}) |",
         '',
-        f"Peak above loading alone: plain forward +{(m['plain_kib'] - m['load_kib']) * mib:.0f} MiB, activations "
-        f"+{(m['activations_kib'] - m['load_kib']) * mib:.0f} MiB. The activations run wrote {m['files_written']} "
-        f"files ({m['npz_bytes'] / 2 ** 20:.0f} MiB of .npz), one seed at a time, each block streamed to disk.",
+        f"`generate --seeds {m['seeds']}` at its default batch (all seeds in one batch) peaked at "
+        f"{m['generate_kib'] * mib:.0f} MiB (activations: {m['ratio_vs_default_batch']:.2f}x that). The "
+        f"activations run wrote {m['files_written']} files ({m['npz_bytes'] / 2 ** 20:.0f} MiB of .npz) in "
+        f"{m['seconds']['activations']:.0f} s, one seed at a time, each block streamed to disk and freed, its "
+        'figures drawn from the written files after the forward pass.',
     ])
 
 
@@ -159,7 +162,7 @@ def run(out_dir: Path, quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = dict(network=dict(seed=SEED, **G_KWARGS), quick=quick,
                                    load_average_start=os.getloadavg(), overhead=measure_overhead(G, 3 if quick else 7))
     with tempfile.TemporaryDirectory(dir=out_dir, prefix='.bench_probes-') as work:
-        results['memory'] = measure_memory(G, Path(work))
+        results['memory'] = measure_memory(Path(work))
     results['load_average_end'] = os.getloadavg()
     results['markdown'] = markdown(results)
     atomic_write_text(out_dir / 'bench_probes.json', json.dumps(results, indent=2) + '\n')

@@ -115,6 +115,21 @@ def repeat(fn: Callable[[], float | None], runs: int, retry: bool,
     return result
 
 
+def alternate(fns: dict[str, Callable[[], float | None]], runs: int, retry: bool,
+              own_cpu: Callable[[], float] = children_cpu_seconds) -> dict[str, Runs]:
+    """Time every `fns` entry `runs` times in rounds (a, b, c, a, b, c, ...), so that drifts of the machine (heat,
+    other work, page cache) fall on all of them alike; a disturbed run is repeated at once where `retry`."""
+    results = {name: Runs() for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            one, kept = repeat(fn, 1, retry, own_cpu), results[name]
+            kept.seconds += one.seconds
+            kept.others += one.others
+            kept.dropped_seconds += one.dropped_seconds
+            kept.dropped_others += one.dropped_others
+    return results
+
+
 def discard(fn: Callable[[], Any]) -> Callable[[], None]:
     """`fn` with its result dropped, for `repeat` (which reads a returned float as the time to record)."""
     def call() -> None:
@@ -169,11 +184,26 @@ def apply_runtime_tuning(device: Any) -> bool:
 
 # --- Processes ----------------------------------------------------------------------------------------------------
 
-def run_command(cmd: Sequence[str]) -> None:
-    """Run a command that must succeed, discarding its output."""
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def run_command(cmd: Sequence[str], cwd: str | os.PathLike | None = None) -> None:
+    """Run a command that must succeed (in `cwd` if given), discarding its output."""
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
     if proc.returncode != 0:
         raise RuntimeError(f'{" ".join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
+
+
+# Runs argv[1:] and prints its peak RSS (KiB). A child's ru_maxrss also counts the memory of the process it was
+# spawned from (Linux keeps the larger of the two at exec), so commands are spawned from this small interpreter.
+_PEAK_SNIPPET = ('import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, '
+                 'stderr=subprocess.PIPE, text=True); sys.stderr.write(p.stderr[-3000:]); '
+                 'print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)')
+
+
+def command_peak_rss_kib(cmd: Sequence[str]) -> int:
+    """Peak RSS (KiB) of a command that must succeed, measured apart from the (possibly large) calling process."""
+    proc = subprocess.run([sys.executable, '-c', _PEAK_SNIPPET, *cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}')
+    return int(proc.stdout.strip().splitlines()[-1])
 
 
 def run_worker(name: str, network: Path | None = None, **options: Any) -> dict[str, Any]:
@@ -194,26 +224,49 @@ def run_worker(name: str, network: Path | None = None, **options: Any) -> dict[s
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, torch build and threads, versions, date and load, for bench.json (torch is asked in a
-    fresh interpreter so this process never imports it)."""
-    cpu_model = platform.processor() or platform.machine()
+# CPU flags that decide which paths can be fast: vector FMA width, bf16 dot products, bf16/fp16 matrix units.
+CPU_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16',
+             'amx_fp16')
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU model name and which of `CPU_FLAGS` it has (Linux /proc/cpuinfo; the platform string elsewhere)."""
+    fields: dict[str, str] = {}
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
-                if line.startswith('model name'):
-                    cpu_model = line.split(':', 1)[1].strip()
-                    break
+                key, _, value = line.partition(':')
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    flags = set(fields.get('flags', '').split())
+    model = fields.get('model name') or platform.processor() or platform.machine()
+    return model, [flag for flag in CPU_FLAGS if flag in flags]
+
+
+def matrix_units(flags: Sequence[str]) -> str:
+    """What the CPU offers for bf16 in words: matrix units (AMX), vector dot products (AVX512-BF16), or nothing."""
+    if 'amx_bf16' in flags:
+        return 'bf16 matrix units (AMX)'
+    if 'avx512_bf16' in flags:
+        return 'bf16 vector dot products (AVX512-BF16), no matrix units'
+    return 'no bf16 instructions (bf16 is converted to fp32 for the arithmetic)'
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and flags, cores, torch build and threads, versions, date and load, for bench.json (torch is asked
+    in a fresh interpreter so this process never imports it)."""
+    cpu_model, flags = cpu_description()
     probe = ('import json, torch; print(json.dumps(dict(version=torch.__version__, threads=torch.get_num_threads(), '
              'interop_threads=torch.get_num_interop_threads(), mkldnn=torch.backends.mkldnn.is_available(), '
-             'cpu_capability=torch.backends.cpu.get_cpu_capability())))')
+             'cpu_capability=torch.backends.cpu.get_cpu_capability(), '
+             'mkldnn_bf16=bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), '
+             'mkldnn_fp16=bool(torch.ops.mkldnn._is_mkldnn_fp16_supported()))))')
     torch_info = json.loads(subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
                                            check=True).stdout)
     spec = importlib.util.find_spec('stylelens')
     return dict(
-        cpu_model=cpu_model, logical_cpus=os.cpu_count(),
+        cpu_model=cpu_model, cpu_flags=flags, bf16_units=matrix_units(flags), logical_cpus=os.cpu_count(),
         usable_cpus=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
         torch=torch_info, python=platform.python_version(), platform=platform.platform(),
         stylelens_path=str(Path(spec.origin).parent) if spec and spec.origin else None,

@@ -9,7 +9,8 @@ the same synthetic data (uniform noise in [-1, 1], no dataset), it times steady-
   D(real) vs 1 and D(G(z).detach()) vs 0, then the G step on the same fake images (the PyTorch DCGAN tutorial);
 * **stylelens**: the step `stylelens train` runs (`make_step` on a `Run` built as `train()` builds it), in each
   precision `train` offers (fp32, bf16 and fp16 with its loss scaler, mixed precision with channels_last, as `train`
-  does);
+  does); fp16 only where the device computes in fp16 (`skip_reason`: on a CPU without AVX512-FP16 / AMX-FP16 it is
+  emulated and would take longer than the rest of `make bench`);
 * with ``--explore`` (not part of ``make bench``), variants that `train` does not offer: bf16 without
   channels_last, channels_last alone in fp32,
   ``torch.compile`` with default options, and ``torch.compile(dynamic=False)`` at 32x32 too;
@@ -69,7 +70,7 @@ class Settings:
     explore: bool = False  # also the variants train does not offer (fp16, layouts, default compile)
 
 
-FULL = Settings(warmup_steps=3, timed_steps=8, retry_disturbed=True, compile_resolutions=(64,))
+FULL = Settings(warmup_steps=2, timed_steps=5, retry_disturbed=True, compile_resolutions=(64,))
 QUICK = Settings(warmup_steps=1, timed_steps=2, retry_disturbed=False, compile_resolutions=())
 
 
@@ -121,6 +122,19 @@ def auto_precision(device: str) -> str:
     from stylelens.devices import resolve_precision
 
     return resolve_precision('auto', torch.device(device))
+
+
+def skip_reason(case: Case, device: str) -> str | None:
+    """Why a case is not measured on this device, or None: fp16 on a CPU without fp16 arithmetic (no AVX512-FP16 or
+    AMX-FP16) runs emulated, about as slow as the rest of the bench together, and `--precision auto` never picks
+    it there."""
+    if case.precision != 'fp16' or not device.startswith('cpu'):
+        return None
+    import torch
+
+    if torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        return None
+    return 'skipped: this CPU has no fp16 arithmetic (AVX512-FP16 / AMX-FP16), so fp16 autocast would be emulated'
 
 
 def cases_for(resolution: int, settings: Settings, device: str) -> list[Case]:
@@ -337,14 +351,18 @@ def run(out_dir: Path | None = None, quick: bool = False, device: str = 'cpu', e
     for resolution in RESOLUTIONS:
         results = []
         for case in cases_for(resolution, settings, device):
-            r = run_worker(case, resolution, BATCH, device, settings)
+            skipped = skip_reason(case, device)
+            r = (dict(case=asdict(case), label=case.label, resolution=resolution, batch=BATCH, device=device, ok=False,
+                      skipped=True, error=skipped, losses=[]) if skipped else
+                 run_worker(case, resolution, BATCH, device, settings))
             results.append(r)
             if r.get('ok'):
                 log(f'training {resolution}x{resolution} batch {BATCH}, {case.label}: {r["images_per_second"]:.0f} '
                     f'images/s (median step {r["median_seconds"]:.3f} s, first steps +'
                     f'{r["first_steps_overhead_seconds"]:.1f} s)')
             else:
-                log(f'training {resolution}x{resolution} batch {BATCH}, {case.label}: FAILED: {r["error"]}')
+                status = '' if r.get('skipped') else 'FAILED: '
+                log(f'training {resolution}x{resolution} batch {BATCH}, {case.label}: {status}{r["error"]}')
         summarize(results)
         by_resolution[str(resolution)] = results
     out = dict(model=MODEL, batch=BATCH, device=device, settings=asdict(settings), contended_cpus=CONTENDED_CPUS,
@@ -386,7 +404,8 @@ def render_markdown(out: dict[str, Any]) -> str:
         for r in results:
             size = f'{resolution}²'
             if not r.get('ok'):
-                lines.append(f'| {size} | {r["label"]} | failed | | | | | {r.get("error", "")[:120]} |')
+                status = 'skipped' if r.get('skipped') else 'failed'
+                lines.append(f'| {size} | {r["label"]} | {status} | | | | | {r.get("error", "")[:120]} |')
                 continue
             star = '*' if r.get('disturbed') else ''
             ratio = f'{r["vs_plain"]:.2f}×' if 'vs_plain' in r else ''

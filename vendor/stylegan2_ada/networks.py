@@ -21,12 +21,17 @@ from .ops import (
     ACTIVATIONS,
     bias_act,
     conv2d_resample,
-    demodulation_coefficients,
+    derived,
     downsample2d,
+    hooked,
+    init_randn,
+    layer_shift,
+    modulate,
     modulated_conv2d,
     normalize_2nd_moment,
-    scale_shift_lrelu,
     setup_filter,
+    shifted_lrelu,
+    styled_1x1,
     upsample2d,
 )
 
@@ -63,18 +68,15 @@ class FullyConnectedLayer(torch.nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
-        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.weight = torch.nn.Parameter(init_randn([out_features, in_features], divide_by=lr_multiplier))
         self.bias = torch.nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # the scaled weight and bias are kept between calls
+        w = derived((self.weight,), ('fc', x.dtype), lambda: self.weight.to(x.dtype) * self.weight_gain)
+        b = None if self.bias is None else derived((self.bias,), ('fc', x.dtype),
+                                                   lambda: self.bias.to(x.dtype) * self.bias_gain)
         if self.activation == 'linear' and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=self.activation)
@@ -101,7 +103,7 @@ class Conv2dLayer(torch.nn.Module):
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.act_gain = ACTIVATIONS[activation].def_gain
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+        weight = init_randn([out_channels, in_channels, kernel_size, kernel_size])
         bias_value = torch.zeros([out_channels]) if bias else None
         if trainable:
             self.weight = torch.nn.Parameter(weight)
@@ -200,9 +202,9 @@ class SynthesisLayer(torch.nn.Module):
         self.padding = kernel_size // 2
         self.act_gain = ACTIVATIONS[activation].def_gain
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.weight = torch.nn.Parameter(init_randn([out_channels, in_channels, kernel_size, kernel_size]))
         if use_noise:
-            self.register_buffer('noise_const', torch.randn([resolution, resolution]))
+            self.register_buffer('noise_const', init_randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
@@ -217,21 +219,21 @@ class SynthesisLayer(torch.nn.Module):
         raise ValueError(f'noise_mode must be one of random, const, none (got {noise_mode!r})')
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', gain: float = 1,
-                fused_modconv: bool | None = None) -> torch.Tensor:
-        """Modulate, convolve with the shared weight, demodulate, add noise and bias, activate, clamp.
-
-        `fused_modconv` is accepted for call compatibility; the shared-weight path is always used.
-        """
-        styles = self.affine(w)
-        noise = self.noise(x.shape[0], noise_mode, x.device)
-        y = conv2d_resample(x * styles.to(x.dtype).reshape(x.shape[0], -1, 1, 1), self.weight.to(x.dtype),
-                            f=self.resample_filter, up=self.up, padding=self.padding, flip_weight=(self.up == 1))
-        dcoefs = demodulation_coefficients(self.weight.to(styles.dtype), styles)
+                fused_modconv: bool | None = None, private: bool = False) -> torch.Tensor:
+        """Modulate (`ops.modulate`: the inputs of a batch, the kernel of one large sample), convolve, demodulate,
+        add noise and bias, activate, clamp. `fused_modconv` is accepted for call compatibility."""
+        x, weight, dcoefs = modulate(x, self.weight, self.affine(w), transposed=self.up > 1, private=private)
+        y = conv2d_resample(x, weight, f=self.resample_filter, up=self.up, padding=self.padding,
+                            flip_weight=(self.up == 1), transposed_weight=self.up > 1)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         if self.activation == 'lrelu':
-            shift = self.bias.reshape(1, -1, 1, 1) + (noise if noise is not None else 0)
-            return scale_shift_lrelu(y, dcoefs, shift, self.act_gain * gain, clamp)
-        y = y * dcoefs.to(y.dtype).reshape(y.shape[0], -1, 1, 1)
+            gain = self.act_gain * gain
+            shift, noise = layer_shift(self, y, noise_mode, gain)
+            return shifted_lrelu(y, None if dcoefs is None else dcoefs * gain, shift, gain, clamp, noise=noise,
+                                 overwrite=True)
+        noise = self.noise(x.shape[0], noise_mode, x.device)
+        if dcoefs is not None:
+            y = y * dcoefs.to(y.dtype).reshape(y.shape[0], -1, 1, 1)
         if noise is not None:
             y = y + noise.to(y.dtype)
         return bias_act(y, self.bias.to(y.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -253,13 +255,14 @@ class ToRGBLayer(torch.nn.Module):
         self.w_dim = w_dim
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.weight = torch.nn.Parameter(init_randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = None) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = (styled_1x1(x, self.weight, styles) if self.weight.shape[-1] == 1 else
+             modulated_conv2d(x, self.weight, styles, demodulate=False))
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
@@ -294,7 +297,7 @@ class SynthesisBlock(torch.nn.Module):
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
-            self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = torch.nn.Parameter(init_randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
                                         resample_filter=resample_filter, conv_clamp=conv_clamp,
@@ -312,26 +315,28 @@ class SynthesisBlock(torch.nn.Module):
                                     resample_filter=resample_filter, channels_last=self.channels_last)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = 'random',
-                force_fp32: bool = True, fused_modconv: bool | None = None,
-                update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                force_fp32: bool = True, fused_modconv: bool | None = None, update_emas: bool = False,
+                private: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`ws` holds this block's w vectors [N, num_conv + num_torgb, w_dim]; the last one feeds toRGB."""
-        x = self.features(x, ws, noise_mode)
+        x = self.features(x, ws, noise_mode, private)
         return x, self.rgb(x, img, ws)
 
-    def features(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = 'random') -> torch.Tensor:
-        """The feature path: (const or conv0) -> conv1 (+ resnet skip); reads the first `num_conv` ws."""
+    def features(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = 'random',
+                 private: bool = False) -> torch.Tensor:
+        """The feature path: (const or conv0) -> conv1 (+ resnet skip); reads the first `num_conv` ws. `private`
+        (from `SynthesisNetwork.forward` only): no one else reads `x`, so the convolutions may scale it in place."""
         w_iter: Iterator[torch.Tensor] = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         x = x.contiguous(memory_format=activation_format(x))
         if self.in_channels == 0:
-            return self.conv1(x, next(w_iter), noise_mode=noise_mode)
+            return self.conv1(x, next(w_iter), noise_mode=noise_mode, private=private)
         if self.architecture == 'resnet':
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
-            return y + self.conv1(x, next(w_iter), noise_mode=noise_mode, gain=math.sqrt(0.5))
-        x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
-        return self.conv1(x, next(w_iter), noise_mode=noise_mode)
+            return y + self.conv1(x, next(w_iter), noise_mode=noise_mode, gain=math.sqrt(0.5), private=private)
+        x = self.conv0(x, next(w_iter), noise_mode=noise_mode, private=private)
+        return self.conv1(x, next(w_iter), noise_mode=noise_mode, private=private)
 
     def rgb(self, x: torch.Tensor, img: torch.Tensor | None, ws: torch.Tensor) -> torch.Tensor | None:
         """The image path: upsample the incoming image and add this block's toRGB of `x` (reads the last ws)."""
@@ -388,9 +393,10 @@ class SynthesisNetwork(torch.nn.Module):
     def forward(self, ws: torch.Tensor, noise_mode: str = 'random', **block_kwargs: Any) -> torch.Tensor:
         """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R], nominally in [-1, 1]."""
         x = img = None
+        private = not torch.is_grad_enabled() and not hooked(self)  # no autograd or hook sees the feature maps
         for name, idx in self.block_ws_ranges().items():
             block_ws = ws.narrow(1, idx.start, len(idx))
-            x, img = getattr(self, name)(x, img, block_ws, noise_mode=noise_mode, **block_kwargs)
+            x, img = getattr(self, name)(x, img, block_ws, noise_mode=noise_mode, private=private, **block_kwargs)
         return img
 
     def extra_repr(self) -> str:
