@@ -3,6 +3,7 @@ the shares, rank-0-only writing and one-line errors that stop every rank.
 
 A verb runs the same code in every process. `shard` deals items round-robin (rank r of K takes items r, r+K, ...),
 `gather_shards` puts the ranks' results back in the original order, `all_sum` adds float64 statistics over ranks,
+`ordered_sum` adds per-item float64 terms in item order (so the sum has one process's bits for any number of ranks),
 `from_main` hands everyone a value rank 0 computed, and `is_main` guards what only rank 0 writes (manifests, summaries,
 figures). In one process (no torchrun, or a world of 1) every helper is the identity, so the single-process code path
 is the distributed one. Collectives run on gloo (CPU tensors) or NCCL (CUDA tensors, when the node has GPUs).
@@ -129,6 +130,20 @@ def all_sum(array: Any) -> np.ndarray:
     _arrive()
     dist.all_reduce(tensor)
     return tensor.cpu().numpy()
+
+
+def ordered_sum(count: int, term: Callable[[int], Any], per_round: int = 64) -> np.ndarray:
+    """The float64 sum of `term(i)` over i < count with the bits of one process for any number of ranks: each rank
+    computes the terms `shard` deals it, `per_round` of them between two gathers (so memory stays bounded), and
+    every rank adds all the terms in the order of i. Needs count >= 1."""
+    if count < 1:
+        raise StylelensError('nothing to sum: no items')
+    mine, block = shard(range(count)), per_round * world_size()
+    total: np.ndarray | None = None
+    for start in range(0, count, block):
+        for part in gather_shards([np.asarray(term(i), dtype=np.float64) for i in mine if start <= i < start + block]):
+            total = part.copy() if total is None else np.add(total, part, out=total)
+    return total
 
 
 def mean_and_scatter(rows: Any, chunk: int = 4096) -> tuple[int, np.ndarray, np.ndarray]:

@@ -190,7 +190,7 @@ def test_rank_by_scores_finds_the_channel_the_scores_come_from(G):
     ws = seeds_to_ws(G, range(40))
     layers = style_layers(G)
     target = next(iter(styles_of(G, ws, layers[2:3]).values()))[:, 7].double().numpy()
-    ranking = rank_by_scores(G, ws, target, layers)
+    ranking = rank_by_scores(G, range(40), target, layers, chunk=16)  # 3 chunks: their sums added in order
     assert (ranking.layers[0], int(ranking.channels[0])) == ('b8.conv0', 7)
     assert ranking.scores[0] == pytest.approx(1.0) and ranking.details['r'][0] == pytest.approx(1.0)
 
@@ -198,7 +198,7 @@ def test_rank_by_scores_finds_the_channel_the_scores_come_from(G):
 def test_region_ranking_estimates_the_jacobian(G):
     layers = [layer for layer in style_layers(G) if layer.short == 'b16.conv0']
     ws = seeds_to_ws(G, [0])
-    sigmas = channel_sigmas(G, seeds_to_ws(G, range(1000, 1200)), layers)
+    sigmas = channel_sigmas(G, range(1000, 1200), layers)
     ranking = rank_by_region(G, ws, (0, 0, 16, 16), layers, sigmas, probes=128, batch_size=64)
     # Exact in-region energy of the top channels by central differences on the style.
     inside = torch.zeros(32, 32, dtype=torch.bool)

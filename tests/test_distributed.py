@@ -1,6 +1,7 @@
 """Verbs under `torchrun --standalone --nproc_per_node=2` (gloo, CPU) write the bytes a single process writes: generate,
-activations (per seed and as a chunked dump that resumes after a kill), metrics' feature statistics and mix-study;
-a failure on one rank stops both with that rank's one line; `stylelens.dumps.iter_dump` reads a dump chunk by chunk."""
+activations (per seed and as a chunked dump that resumes after a kill), metrics' feature statistics, mix-study,
+directions pca|sefa|supervised and styles (dump and rank); a failure on one rank stops both with that rank's one
+line; `stylelens.dumps.iter_dump` reads a dump chunk by chunk."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ import stylelens
 from conftest import cifar_subset, tiny_snapshot_path
 from stylelens import distributed
 from stylelens.cli import cli
+from stylelens.cli.ranks import check_sharded
 from stylelens.directions.pca import w_pca
 from stylelens.dumps import iter_dump
 from stylelens.errors import StylelensError
@@ -53,12 +55,13 @@ def one_process(*args: str) -> None:
 
 
 def assert_same_outputs(one: Path, two: Path) -> None:
-    """Same files with the same bytes; manifests equal but for their creation time and command line."""
+    """Same files with the same bytes; manifests (manifest.json, X.manifest.json) equal but for their creation time,
+    command line and the output folder in the paths they record."""
     files = sorted(p.relative_to(one) for p in one.rglob('*') if p.is_file())
     assert files == sorted(p.relative_to(two) for p in two.rglob('*') if p.is_file())
     for name in files:
-        if name.name == 'manifest.json':
-            first, second = (json.loads((root / name).read_text()) for root in (one, two))
+        if name.name.endswith('manifest.json'):
+            first, second = (json.loads((root / name).read_text().replace(str(root), 'OUT')) for root in (one, two))
             assert {k: v for k, v in first.items() if k not in VOLATILE} == \
                    {k: v for k, v in second.items() if k not in VOLATILE}
         else:
@@ -75,6 +78,18 @@ def test_helpers_are_the_identity_in_one_process() -> None:
     assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
     assert distributed.shard('abcde') == list('abcde') and distributed.gather_shards([1, 2]) == [1, 2]
     assert distributed.all_sum([1.5, 2]).tolist() == [1.5, 2.0] and distributed.from_main(lambda: 7) == 7
+    assert distributed.ordered_sum(5, lambda i: [i, 1], per_round=2).tolist() == [10.0, 5.0]
+    with pytest.raises(StylelensError, match='nothing to sum'):
+        distributed.ordered_sum(0, lambda i: i)
+
+
+def test_groups_split_per_subcommand_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('WORLD_SIZE', '2')  # what torchrun sets: check_sharded refuses as under it
+    for verb in ('directions', 'directions pca', 'directions sefa', 'directions supervised', 'styles', 'styles rank'):
+        check_sharded(verb)
+    for verb in ('directions benchmark', 'mix', 'traverse'):
+        with pytest.raises(StylelensError, match=f'^{verb} does not split its work'):
+            check_sharded(verb)
 
 
 def test_generate_on_two_ranks_writes_the_bytes_of_one_process(tmp_path: Path) -> None:
@@ -176,13 +191,16 @@ def test_mix_study_on_two_ranks_and_verbs_that_do_not_shard(tmp_path: Path) -> N
     result = torchrun(*args, '--outdir', str(tmp_path / 'two'))
     assert result.returncode == 0, result.stderr
     assert_same_outputs(tmp_path / 'one', tmp_path / 'two')
-    refused = torchrun('mix', '--rows', '1', '--cols', '2', '--outdir', str(tmp_path / 'mix'), timeout=60)
-    ours = [line for line in refused.stderr.splitlines() if 'Error: rank' in line]
-    assert refused.returncode != 0 and len(ours) == 1 and 'mix does not split its work' in ours[0]
+    for verb in (['mix', '--rows', '1', '--cols', '2'], ['directions', 'benchmark']):
+        refused = torchrun(*verb, '--outdir', str(tmp_path / 'refused'), timeout=60)
+        ours = [line for line in refused.stderr.splitlines() if 'Error: rank' in line]
+        assert refused.returncode != 0 and len(ours) == 1, refused.stderr
+        assert f"{' '.join(verb[:2 if verb[0] == 'directions' else 1])} does not split its work" in ours[0]
+    assert not (tmp_path / 'refused').exists()
 
 
 @pytest.mark.slow
-def test_w_pca_second_moments_summed_over_two_ranks(tmp_path: Path) -> None:
+def test_w_pca_second_moments_summed_over_two_ranks_in_one_process_order(tmp_path: Path) -> None:
     script = tmp_path / 'pca.py'
     script.write_text('import sys\nimport numpy as np\nimport stylelens\nfrom stylelens import distributed\n'
                       'from stylelens.directions.pca import w_pca\n\ndistributed.start()\n'
@@ -195,5 +213,59 @@ def test_w_pca_second_moments_summed_over_two_ranks(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=one_thread_env())
     assert result.returncode == 0, result.stderr
     one, two = w_pca(stylelens.load_generator('demo'), 9000, seed=1, use_cache=False), np.load(tmp_path / 'two.npz')
-    assert np.allclose(two['variance'], one.explained_variance, rtol=1e-9, atol=1e-15)
-    assert np.allclose(two['components'][:16], one.components[:16], atol=1e-9)
+    assert two['variance'].tobytes() == one.explained_variance.tobytes()  # chunk sums added in chunk order
+    assert two['components'].tobytes() == one.components.tobytes()
+
+
+def two_ranks_and_one(tmp_path: Path, runs: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Each command (its `{}` the output folder) in one process into one/ and on two ranks into two/ (each with a
+    cache of its own, so both compute); the two folders must hold the same bytes. Returns the torchrun results."""
+    results = []
+    for args in runs:
+        one_process(*(arg.format(tmp_path / 'one') for arg in args))
+        result = torchrun(*(arg.format(tmp_path / 'two') for arg in args), STYLELENS_CACHE=str(tmp_path / 'cache2'))
+        assert result.returncode == 0, result.stderr
+        results.append(result)
+    assert_same_outputs(tmp_path / 'one', tmp_path / 'two')
+    return results
+
+
+def test_directions_pca_on_two_ranks_writes_the_bytes_of_one_process(tmp_path: Path) -> None:
+    # 9000 samples are 3 mapping chunks and the figure has 3 rows: rank 0 takes two of each, rank 1 one
+    result, = two_ranks_and_one(tmp_path, [['directions', 'pca', '--samples', '9000', '--pca-samples', '9000',
+                                            '--num', '4', '--figure-rows', '3', '--out', '{}/pca.npz']])
+    assert result.stdout.count('4 pca directions') == 1  # rank 0 speaks for both
+    assert_same_outputs(tmp_path / 'cache' / 'pca', tmp_path / 'cache2' / 'pca')  # rank 0 wrote the PCA cache
+
+
+def test_directions_sefa_on_two_ranks_writes_the_bytes_of_one_process(tmp_path: Path) -> None:
+    result, = two_ranks_and_one(tmp_path, [['directions', 'sefa', '--num', '5', '--pca-samples', '300',
+                                            '--figure-rows', '3', '--out', '{}/sefa.npz']])
+    assert result.stdout.count('5 sefa directions') == 1
+
+
+@pytest.mark.parametrize('fit', [['--seeds', '0-39', '--targets', 'size,x', '--condition', 'hue_cos'],
+                                 ['--seeds', '0-29', '--space', 'w+', '--targets', 'x']], ids=['w', 'w+'])
+def test_directions_supervised_on_two_ranks_writes_the_bytes_of_one_process(tmp_path: Path, fit: list[str]) -> None:
+    # batches of 8 seeds, mapped and scored: rank 0 takes batches 0, 2, 4, rank 1 batches 1, 3
+    result, = two_ranks_and_one(tmp_path, [['directions', 'supervised', '--classifier', 'factors', *fit, '--batch',
+                                            '8', '--pca-samples', '300', '--figure-rows', '3', '--out',
+                                            '{}/sup.npz']])
+    seeds = int(fit[1].split('-')[1]) + 1
+    assert f'{seeds}/{seeds}' in result.stderr  # rank 0's bar counts both ranks' images
+
+
+def test_styles_on_two_ranks_writes_the_bytes_of_one_process(tmp_path: Path) -> None:
+    result, = two_ranks_and_one(tmp_path, [['styles', '--seeds', '0-10', '--batch', '3', '--out', '{}/styles.npz']])
+    assert '11/11' in result.stderr and result.stdout.count('11 seeds x') == 1  # 4 chunks: 2 per rank
+
+
+def test_styles_rank_on_two_ranks_writes_the_bytes_of_one_process(tmp_path: Path) -> None:
+    scores = np.random.RandomState(0).randn(12)
+    rows = ''.join(f'{seed},{value!r}\n' for seed, value in enumerate(scores.tolist()))
+    (tmp_path / 'scores.csv').write_text('seed,score\n' + rows)
+    common = ['--sigma-seeds', '10', '--top', '3', '--batch', '4']  # sigmas from 3 chunks of 4, 4, 2 seeds
+    two_ranks_and_one(tmp_path, [
+        ['styles', 'rank', '--region', '0,0,16,16', '--seeds', '0-2', '--probes', '4', *common, '--out',
+         '{}/region.csv'],  # 6 (side, seed) probe items and 3 locality maps dealt over the ranks
+        ['styles', 'rank', '--scores', str(tmp_path / 'scores.csv'), *common, '--out', '{}/scores.csv']])

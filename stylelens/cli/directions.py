@@ -1,5 +1,9 @@
 """`stylelens directions pca|sefa|supervised|benchmark`: find directions in W and write them in the one direction
-format (with a figure and a manifest), or score every method on the demo network's known factors."""
+format (with a figure and a manifest), or score every method on the demo network's known factors.
+
+Under torchrun, pca, sefa and supervised split their work by rank: PCA's W samples and supervised's seeds (mapped
+and scored in batches) are dealt round-robin, the fit runs on rank 0 (SeFa's closed form too, the others idle),
+and the figure's rows are dealt again; rank 0 writes every file. benchmark is refused."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +12,11 @@ from typing import Callable
 
 import click
 
+from stylelens import distributed
 from stylelens.cli.loaded import LoadedNetwork, open_network
 from stylelens.cli.options import class_option, device_option, network_option, seeds_callback
 from stylelens.cli.outfile import check_out, manifest_beside, prepare, sibling
+from stylelens.cli.ranks import check_sharded
 from stylelens.directions.benchmark import METHODS, Settings, run_benchmark
 from stylelens.directions.benchmark_report import markdown, summary, write_report
 from stylelens.directions.figure import direction_figure
@@ -36,8 +42,10 @@ Examples:
   stylelens directions supervised --network demo --classifier factors --seeds 0-1999 --targets size --out size.npz
   stylelens directions benchmark --network demo --outdir bench
   stylelens traverse --network demo --seed 5 --direction sefa.npz:0 --out walk.png""")
-def directions() -> None:
+@click.pass_context
+def directions(ctx: click.Context) -> None:
     """Find directions in W (PCA, SeFa, supervised boundaries), all in one file format that `traverse` reads."""
+    check_sharded(f'directions {ctx.invoked_subcommand}')
 
 
 def common_options(f: Callable) -> Callable:
@@ -64,14 +72,17 @@ def common_options(f: Callable) -> Callable:
 def _finish(loaded: LoadedNetwork, dirs: DirectionSet, target: Path, command: str, options: dict,
             figure: tuple[int, int, int]) -> None:
     """Write the direction file, its figure (seed, rows, PCA samples for sigma) and its manifest; print the
-    strongest directions."""
+    strongest directions. Under torchrun every rank renders its share of the figure; rank 0 writes and prints."""
     G = loaded.G
     seed, rows, pca_samples = figure
-    prepare(target)
-    files = [save_directions(target, dirs).name]
+    if distributed.is_main():
+        save_directions(prepare(target), dirs)
+    files = [target.name]
     if rows:
         pca = w_pca(G, pca_samples, network_sha256=loaded.source.sha256)
         files.append(direction_figure(G, dirs, pca, sibling(target, '.png'), seed=seed, rows=rows, steps=5).name)
+    if not distributed.is_main():
+        return
     manifest_beside(target, command=f'directions {command}', options=dict(options, out=str(target),
                     figure_seed=seed, figure_rows=rows, pca_samples=pca_samples), loaded=loaded,
                     extra=dict(files=files, count=len(dirs), labels=dirs.labels, scores=dirs.scores,
@@ -124,7 +135,8 @@ def sefa_command(network: str, layers: str | None, num: int | None, out: str, fi
     """Closed-form factorisation (SeFa): right singular vectors of the stacked style affine weights."""
     target = check_out(out, ('.npz',))
     loaded = open_network(network, device)
-    dirs = sefa(loaded.G, layers, num=num, normalize=normalize, torgb=torgb, network_sha256=loaded.source.sha256)
+    dirs = distributed.from_main(lambda: sefa(loaded.G, layers, num=num, normalize=normalize, torgb=torgb,
+                                              network_sha256=loaded.source.sha256))  # milliseconds: rank 0 alone
     _finish(loaded, dirs, target, 'sefa', dict(layers=layers, num=num, normalize=normalize, torgb=torgb),
             (figure_seed, figure_rows, pca_samples))
 
@@ -155,11 +167,12 @@ scores.csv: one row per seed, `seed,score[,score2...]`, with an optional header 
               help='Share of seeds taken from each end of the scores as positive and negative examples.')
 @click.option('--holdout', type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3,
               help='Share of seeds kept out of fitting, for the reported accuracy.')
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32, help='Images per forward pass.')
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32,
+              help='Seeds mapped and images scored per forward pass.')
 @class_option
 def supervised(network: str, layers: str | None, num: int | None, out: str, figure_seed: int, figure_rows: int,
-               pca_samples: int, device: str, scores_csv: str | None, classifier: str | None, seeds: list[int], targets: str | None,
-               condition: str | None, space: str, ratio: float, holdout: float, batch_size: int,
+               pca_samples: int, device: str, scores_csv: str | None, classifier: str | None, seeds: list[int],
+               targets: str | None, condition: str | None, space: str, ratio: float, holdout: float, batch_size: int,
                class_idx: str | None) -> None:
     """Linear boundaries (InterFaceGAN) from scores per seed, with held-out accuracy; optionally conditional."""
     target = check_out(out, ('.npz',))
@@ -181,9 +194,9 @@ def supervised(network: str, layers: str | None, num: int | None, out: str, figu
                                      batch_size=batch_size, class_idx=class_idx, class_names=loaded.class_names)
     options = dict(scores_csv=scores_csv, classifier=classifier, seeds=None if table else seeds, layers=layers,
                    num=num, class_idx=class_idx)
-    dirs = supervised_directions(latents, scores, num_ws=G.num_ws, targets=names, condition=conditions,
-                                 layers=indices, ratio=ratio, holdout=holdout, options=options,
-                                 network_sha256=loaded.source.sha256)
+    dirs = distributed.from_main(lambda: supervised_directions(
+        latents, scores, num_ws=G.num_ws, targets=names, condition=conditions, layers=indices, ratio=ratio,
+        holdout=holdout, options=options, network_sha256=loaded.source.sha256))  # the fit, on rank 0 alone
     _finish(loaded, dirs.subset(num or len(dirs)), target, 'supervised', dirs.options,
             (figure_seed, figure_rows, pca_samples))
 

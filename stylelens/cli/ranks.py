@@ -11,7 +11,8 @@ import click
 
 from stylelens.errors import StylelensError
 
-SHARDED_VERBS = ('activations', 'generate', 'metrics', 'mix-study')
+SHARDED_VERBS = ('activations', 'directions pca', 'directions sefa', 'directions supervised', 'generate', 'metrics',
+                 'mix-study', 'styles', 'styles rank')
 
 
 def launched() -> bool:
@@ -20,8 +21,9 @@ def launched() -> bool:
 
 
 def check_sharded(verb: str) -> None:
-    """Under torchrun, only verbs that split their work by rank run: K copies of another verb would redo it all."""
-    if launched() and verb not in SHARDED_VERBS:
+    """Under torchrun, only verbs that split their work by rank run: K copies of another verb would redo it all. A
+    group (`directions`) passes here if some of its subcommands split theirs; it checks `directions SUB` itself."""
+    if launched() and verb not in SHARDED_VERBS and not any(v.startswith(f'{verb} ') for v in SHARDED_VERBS):
         raise StylelensError(f'{verb} does not split its work over processes: run it without torchrun (verbs that '
                              f"do: {', '.join(SHARDED_VERBS)})")
 

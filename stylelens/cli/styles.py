@@ -1,5 +1,8 @@
 """`stylelens styles`: dump the S space (every modulated layer's styles) per seed; `styles rank`: rank single style
-channels by a score or by a region of the image, with locality maps of the top ones."""
+channels by a score or by a region of the image, with locality maps of the top ones.
+
+Under torchrun both split their work by rank (seeds in `--batch` chunks, the region's probes by seed and side,
+the locality maps by channel; see stylelens.causes.styles) and rank 0 writes every file, with one process's bytes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,15 +12,17 @@ import click
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.causes.metrics import parse_metric
 from stylelens.causes.plots import channels_figure
 from stylelens.causes.styles import (
+    CHUNK,
     ChannelRank,
     channel_sigmas,
     locality_maps,
     rank_by_region,
     rank_by_scores,
-    style_arrays,
+    seed_styles,
 )
 from stylelens.cli.causes_options import fixed_noise_option
 from stylelens.cli.loaded import LoadedNetwork, open_network
@@ -27,7 +32,6 @@ from stylelens.directions.scores import read_scores_csv
 from stylelens.errors import StylelensError
 from stylelens.generation import seeds_to_ws
 from stylelens.outputs import save_csv, save_npz, to_uint8
-from stylelens.progress import progress_bar
 from stylelens.stylespace import StyleLayer, select_layers
 
 SHOWN = 10
@@ -54,10 +58,12 @@ and each layer's ws index (LAYER.ws_index).""")
 @truncation_options
 @class_option
 @device_option
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=CHUNK, help='Seeds per mapping pass.')
 @click.option('--out', type=click.Path(dir_okay=False), default=None, metavar='STYLES.npz', help='Styles file.')
 @click.pass_context
 def styles(ctx: click.Context, network: str, seeds: list[int] | None, layers: str | None, truncation_psi: float,
-           truncation_cutoff: int | None, class_idx: str | None, device: str, out: str | None) -> None:
+           truncation_cutoff: int | None, class_idx: str | None, device: str, batch_size: int,
+           out: str | None) -> None:
     """The S space: every modulated layer's styles (its affine's output) per seed, without running synthesis."""
     if ctx.invoked_subcommand is not None:
         return
@@ -67,15 +73,17 @@ def styles(ctx: click.Context, network: str, seeds: list[int] | None, layers: st
     loaded = open_network(network, device)
     G = loaded.G
     chosen = select_layers(G, layers, torgb=True)
-    ws = seeds_to_ws(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                     class_idx=class_idx, class_names=loaded.class_names, device=loaded.device)
-    arrays = style_arrays(G, ws, chosen)
+    arrays = seed_styles(G, seeds, chosen, chunk=batch_size, truncation_psi=truncation_psi,
+                         truncation_cutoff=truncation_cutoff, class_idx=class_idx, class_names=loaded.class_names,
+                         device=loaded.device)
+    if not distributed.is_main():
+        return
     prepare(target)
     save_npz(target, seeds=np.asarray(seeds), **arrays,
              **{f'{layer.short}.ws_index': np.asarray(layer.ws_index) for layer in chosen})
     manifest_beside(target, command='styles', loaded=loaded, options=dict(
         seeds=seeds, layers=layers, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-        class_idx=class_idx, device=str(loaded.device), out=str(target)),
+        class_idx=class_idx, device=str(loaded.device), batch_size=batch_size, out=str(target)),
         extra=dict(layers={layer.short: dict(ws_index=layer.ws_index, channels=layer.channels, kind=layer.kind)
                            for layer in chosen}, channels=sum(layer.channels for layer in chosen)))
     click.echo(f'{len(seeds)} seeds x {sum(layer.channels for layer in chosen)} style channels in {len(chosen)} '
@@ -105,7 +113,8 @@ and RANK.manifest.json.""")
 @truncation_options
 @class_option
 @fixed_noise_option
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=16, help='Images per forward pass.')
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=16,
+              help='Images per forward pass, and seeds per mapping pass.')
 @device_option
 @click.option('--out', required=True, type=click.Path(dir_okay=False), metavar='RANK.csv', help='Ranking table.')
 def rank(network: str, scores_csv: str | None, column: str | None, region: str | None, seeds: list[int],
@@ -122,19 +131,19 @@ def rank(network: str, scores_csv: str | None, column: str | None, region: str |
     latent = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx,
                   class_names=loaded.class_names, device=loaded.device)
     box = parse_metric(f'region:{region}', G.img_resolution).region if region is not None else None
-    sigmas = channel_sigmas(G, seeds_to_ws(G, list(range(100_000, 100_000 + sigma_seeds)), **latent), chosen)
+    sigmas = channel_sigmas(G, range(100_000, 100_000 + sigma_seeds), chosen, chunk=batch_size, **latent)
     if scores_csv is not None:
         table = read_scores_csv(scores_csv)
         name = column or table.names[0]
         picked = table.pick([name])
         seeds = picked.seeds.tolist()
-        ranking = rank_by_scores(G, seeds_to_ws(G, seeds, **latent), picked.values[:, 0], chosen)
+        ranking = rank_by_scores(G, seeds, picked.values[:, 0], chosen, chunk=batch_size, **latent)
         what = f'|r| with {name} ({scores_csv}, {len(seeds)} seeds)'
     else:
         ws = seeds_to_ws(G, seeds, **latent)
-        with progress_bar(2 * len(seeds), 'ranking style channels') as bar:
+        with distributed.progress(2 * len(seeds), 'ranking style channels') as advance:
             ranking = rank_by_region(G, ws, box, chosen, sigmas, probes=probes, batch_size=batch_size,
-                                     noise_mode=noise_mode, progress=bar.update)
+                                     noise_mode=noise_mode, progress=advance)
         what = f'region {region}: in - out mean squared change per sigma ({len(seeds)} seeds)'
     _write(loaded, ranking, chosen, sigmas, seeds[:8], box, top, target, what, noise_mode, latent, dict(
         scores=scores_csv, column=column, region=region, seeds=seeds, layers=layers, top=top, probes=probes,
@@ -153,6 +162,8 @@ def _write(loaded: LoadedNetwork, ranking: ChannelRank, chosen: list[StyleLayer]
     if not picks:
         raise StylelensError('no style channels to rank')
     maps, ends = locality_maps(G, seeds_to_ws(G, seeds, **latent), picks, sigmas, noise_mode=noise_mode)
+    if not distributed.is_main():
+        return
     prepare(target)
     rows = ranking.rows()
     table = save_csv(target, rows)

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.directions.format import DirectionSet
 from stylelens.directions.pca import WPCA
 from stylelens.generation import seeds_to_ws
@@ -30,11 +31,15 @@ def direction_figure(G: torch.nn.Module, dirs: DirectionSet, pca: WPCA, path: st
                      rows: int = 8, span: float = 3.0, steps: int = 7, truncation_psi: float = 1,
                      batch_size: int = 16) -> Path:
     """A grid: the top `rows` directions (rows, labelled with their score) by `steps` values from -span to +span
-    standard deviations of W (columns), all from one seed."""
+    standard deviations of W (columns), all from one seed. Each row is rendered on its own, so under torchrun every
+    rank renders the rows `shard` deals it, exactly as one process does; rank 0 draws and writes the figure."""
     picked = list(range(min(rows, len(dirs))))
     values = np.linspace(-span, span, steps).tolist()
     ws = seeds_to_ws(G, [seed], truncation_psi=truncation_psi, device=next(G.parameters()).device)
-    frames = traversal_frames(G, dirs, pca, ws, values, picked, batch_size=batch_size)
-    named = {f'{dirs.labels[k]}\n{dirs.scores[k]:.3g}': frames[i, 0] for i, k in enumerate(picked)}
+    frames = distributed.gather_shards([traversal_frames(G, dirs, pca, ws, values, [k], batch_size=batch_size)[0, 0]
+                                        for k in distributed.shard(picked)])
+    if not distributed.is_main():
+        return Path(path)
+    named = {f'{dirs.labels[k]}\n{dirs.scores[k]:.3g}': frames[i] for i, k in enumerate(picked)}
     title = f'{dirs.method} directions ({dirs.score_name} under each name) · seed {seed} · columns in σ of W'
     return comparison_figure(named, [f'{v:+.1f}σ' for v in values], title, path)

@@ -51,7 +51,7 @@ def w_pca(G: torch.nn.Module, num_samples: int = 10_000, seed: int = 0, class_id
     if cached is not None:
         return cached
     options = dict(num_samples=num_samples, seed=seed, class_index=class_index)
-    dirs = pca_set(_fit(sample_w(G, num_samples, seed, class_idx, class_names)), G.num_ws, options, network_sha256)
+    dirs = pca_set(_fit(G, num_samples, seed, class_idx, class_names), G.num_ws, options, network_sha256)
     if use_cache and distributed.is_main():
         _write_cache(path, dirs)
     return _from_set(dirs)
@@ -78,27 +78,36 @@ def pca_set(pca: WPCA, num_ws: int, options: dict, network_sha256: str | None = 
                     extras=dict(explained_variance=pca.explained_variance[:count], mean=pca.mean))
 
 
-def sample_w(G: torch.nn.Module, num_samples: int, seed: int = 0, class_idx: int | str | None = None,
-             class_names: Sequence[str] | None = None) -> np.ndarray:
-    """[num_samples, w_dim] float64 samples of W (z from RandomState(seed), no truncation), MAPPING_CHUNK at a time;
-    under torchrun only this rank's share of the chunks (rank r of K: chunks r, r+K, ...)."""
+def _fit(G: torch.nn.Module, num_samples: int, seed: int, class_idx: int | str | None,
+         class_names: Sequence[str] | None) -> WPCA:
+    """Eigenvectors of the covariance of `num_samples` mapped latents (z from one RandomState(seed), no truncation),
+    mapped MAPPING_CHUNK at a time: the mean and the scatter matrix are float64 sums over the chunks, added in chunk
+    order, so under torchrun (each rank maps the chunks `shard` deals it) they have one process's bits. eigh in
+    torch, whose threads are already running (numpy's BLAS threads would compete with them), on rank 0, which hands
+    its result to every rank. Each component's sign makes its largest-magnitude entry positive."""
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim)
-    chunks = [map_z(G, torch.from_numpy(z[start:start + MAPPING_CHUNK]), class_idx=class_idx,
-                    class_names=class_names)[:, 0].double().cpu().numpy()
-              for start in distributed.shard(range(0, num_samples, MAPPING_CHUNK))]
-    return np.concatenate(chunks) if chunks else np.zeros((0, G.w_dim))
+    starts = range(0, num_samples, MAPPING_CHUNK)
+    mapped: dict[int, np.ndarray] = {}
 
+    def chunk_sum(k: int) -> np.ndarray:
+        """Map chunk k, keep it for the scatter, return its sum."""
+        mapped[k] = map_z(G, torch.from_numpy(z[starts[k]:starts[k] + MAPPING_CHUNK]), class_idx=class_idx,
+                          class_names=class_names)[:, 0].double().cpu().numpy()
+        return mapped[k].sum(axis=0)
 
-def _fit(samples: np.ndarray) -> WPCA:
-    """Eigenvectors of the samples' covariance, from second moments summed over ranks under torchrun (each rank
-    passes its own samples); eigh in torch, whose threads are already running (numpy's BLAS threads would compete
-    with them). Each component's sign makes its largest-magnitude entry positive."""
-    count, mean, scatter = distributed.mean_and_scatter(samples)
-    values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(scatter)))
-    order = np.argsort(values)[::-1][:min(count, len(values))]  # as many as an SVD of the samples has
+    mean = distributed.ordered_sum(len(starts), chunk_sum) / num_samples
+
+    def chunk_scatter(k: int) -> np.ndarray:
+        """Chunk k's scatter about the common mean (the chunk is dropped)."""
+        centred = mapped.pop(k) - mean
+        return centred.T @ centred
+
+    scatter = distributed.ordered_sum(len(starts), chunk_scatter, per_round=1)  # w_dim² terms: few held at once
+    values, vectors = distributed.from_main(lambda: [t.numpy() for t in torch.linalg.eigh(torch.from_numpy(scatter))])
+    order = np.argsort(values)[::-1][:min(num_samples, len(values))]  # as many as an SVD of the samples has
     energy = np.clip(values[order], 0, None)
     components = sign_convention(vectors[:, order].T)
-    return WPCA(components=components, explained_variance=energy / (count - 1),
+    return WPCA(components=components, explained_variance=energy / (num_samples - 1),
                 explained_variance_ratio=energy / energy.sum(), mean=mean)
 
 

@@ -11,9 +11,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.errors import StylelensError
 from stylelens.latents import MAX_SEED
-from stylelens.progress import progress_bar
 from stylelens.scorers import Scorer
 
 
@@ -89,11 +89,12 @@ def _number(cell: str, line: int, source: Path) -> float:
 
 def score_images(scorer: Scorer, ws: torch.Tensor, G: torch.nn.Module, *, batch_size: int = 32,
                  noise_mode: str = 'const', label: str = 'scoring') -> np.ndarray:
-    """Scores [N, K] of the images of ws [N, num_ws, w_dim], rendered and scored `batch_size` at a time."""
+    """Scores [N, K] of the images of ws [N, num_ws, w_dim], rendered and scored `batch_size` at a time; under
+    torchrun each rank renders the batches `shard` deals it and every rank gets all the scores, in order."""
     parts = []
-    with torch.no_grad(), progress_bar(len(ws), label) as bar:
-        for start in range(0, len(ws), batch_size):
+    with torch.no_grad(), distributed.progress(len(ws), label) as advance:
+        for start in distributed.shard(range(0, len(ws), batch_size)):
             images = G.synthesis(ws[start:start + batch_size], noise_mode=noise_mode).float()
             parts.append(scorer.score(images).double().cpu().numpy())
-            bar.update(len(images))
-    return np.concatenate(parts)
+            advance(len(images))
+    return np.concatenate(distributed.gather_shards(parts))

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from stylelens import distributed
 from stylelens.directions.format import DirectionSet, make_set
 from stylelens.directions.scores import SeedScores, score_images
 from stylelens.errors import StylelensError
@@ -158,18 +159,19 @@ def scored_latents(G: torch.nn.Module, *, scores: SeedScores | None = None, scor
                    ) -> tuple[np.ndarray, SeedScores]:
     """Latents and their scores: the seeds of a scores CSV mapped to W, or `seeds` mapped and their images scored
     by `scorer`; per layer (W+), every ws index takes its w from another seed (a permutation per index, from
-    RandomState(mix_seed)), and the mixed latents' images are scored."""
+    RandomState(mix_seed)), and the mixed latents' images are scored. Seeds are mapped and images scored
+    `batch_size` at a time; under torchrun each rank takes the batches `shard` deals it and every rank gets all
+    the latents and scores, in seed order."""
     if scores is not None:
         if per_layer:
             raise StylelensError('W+ boundaries need images of mixed latents scored by a classifier: pass '
                                  '--classifier instead of --scores')
-        ws = seeds_to_ws(G, scores.seeds.tolist(), class_idx=class_idx, class_names=class_names,
-                         device=next(G.parameters()).device)
+        ws = _mapped(G, scores.seeds.tolist(), batch_size, class_idx, class_names)
         return ws[:, 0].double().cpu().numpy(), scores
     if scorer is None or len(seeds) < MIN_SEEDS:
         raise StylelensError(f'supervised directions need --scores CSV, or --classifier with at least {MIN_SEEDS} '
                              f'--seeds')
-    ws = seeds_to_ws(G, list(seeds), class_idx=class_idx, class_names=class_names, device=next(G.parameters()).device)
+    ws = _mapped(G, list(seeds), batch_size, class_idx, class_names)
     if per_layer:
         rng = np.random.RandomState(mix_seed)
         picks = [np.arange(len(seeds))] + [rng.permutation(len(seeds)) for _ in range(1, G.num_ws)]
@@ -178,3 +180,12 @@ def scored_latents(G: torch.nn.Module, *, scores: SeedScores | None = None, scor
     measured = SeedScores(np.asarray(seeds, dtype=np.int64), list(scorer.names), values, scorer.source)
     latents = ws.double().cpu().numpy()
     return (latents if per_layer else latents[:, 0]), measured
+
+
+def _mapped(G: torch.nn.Module, seeds: list[int], batch_size: int, class_idx: int | str | None,
+            class_names: Sequence[str] | None) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] of `seeds`, mapped `batch_size` at a time (each rank its share), on every rank."""
+    device = next(G.parameters()).device
+    mine = [seeds_to_ws(G, seeds[start:start + batch_size], class_idx=class_idx, class_names=class_names,
+                        device=device).cpu() for start in distributed.shard(range(0, len(seeds), batch_size))]
+    return torch.cat(distributed.gather_shards(mine)).to(device)
