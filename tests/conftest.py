@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+ORACLE_DIR = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO.parent / 'shared' / 'oracle'))
 
 
 @pytest.fixture(scope='session')
 def oracle_dir() -> Path:
     """The official-output fixtures (env STYLELENS_ORACLE_DIR, default ../shared/oracle); skip if absent."""
-    path = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO.parent / 'shared' / 'oracle'))
-    if not (path / 'README.md').is_file():
-        pytest.skip(f'oracle fixtures not found at {path} (set STYLELENS_ORACLE_DIR to the shared oracle directory)')
-    return path
+    if not (ORACLE_DIR / 'README.md').is_file():
+        pytest.skip(f'oracle fixtures not found at {ORACLE_DIR} (set STYLELENS_ORACLE_DIR to the shared oracle '
+                    f'directory)')
+    return ORACLE_DIR
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -112,6 +113,12 @@ def cifar() -> str:
 def dogs() -> str:
     """The --data spec of the shared CIFAR-10 subset's dogs."""
     return f'cifar10:{cifar_subset()}:dog'
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STYLELENS_CACHE in the test's own folder (use with `pytestmark = pytest.mark.usefixtures('private_cache')`)."""
+    monkeypatch.setenv('STYLELENS_CACHE', str(tmp_path / 'cache'))
 
 
 @pytest.fixture

@@ -17,10 +17,7 @@ from stylelens.cli import cli
 from stylelens.directions.format import load_directions, save_directions
 from stylelens.generation import seeds_to_ws
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv('STYLELENS_CACHE', str(tmp_path / 'cache'))
+pytestmark = pytest.mark.usefixtures('private_cache')
 
 
 def run(*args: str):

@@ -16,10 +16,7 @@ from stylelens.directions.benchmark_report import write_report
 from stylelens.directions.format import make_set
 from stylelens.factors.model import FACTORS, load_regressor, targets, true_angles, true_linear
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv('STYLELENS_CACHE', str(tmp_path / 'cache'))
+pytestmark = pytest.mark.usefixtures('private_cache')
 
 
 @pytest.fixture(scope='module')

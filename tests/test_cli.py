@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import stylelens
-from conftest import REPO, tiny_snapshot_path
+from conftest import ORACLE_DIR, tiny_snapshot_path
 from stylelens.cli import COMMANDS
 from stylelens.latents import seeds_to_z
 from stylelens.outputs import to_uint8
@@ -69,8 +69,7 @@ RUNS.update({name: argv for name, (argv, _) in BAD_INPUTS.items()})
 
 def oracle_path() -> Path | None:
     """The oracle directory as the `oracle_dir` fixture finds it, or None (then the oracle runs are left out)."""
-    path = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO.parent / 'shared' / 'oracle'))
-    return path if (path / 'README.md').is_file() else None
+    return ORACLE_DIR if (ORACLE_DIR / 'README.md').is_file() else None
 
 
 def prepare_inputs(inputs: Path) -> None:

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from oracle_helpers import close
 from safetensors.torch import save_file
-from test_parity import close
 
 import stylelens
 from conftest import run_stylelens, tiny_networks, tiny_snapshot_path

@@ -24,16 +24,12 @@ from stylelens.stylespace import select_layers, style_layers
 from stylelens.traversal import traversal_ws
 
 PCA_SAMPLES = 512
+pytestmark = pytest.mark.usefixtures('private_cache')
 
 
 @pytest.fixture(scope='module')
 def G():
     return stylelens.load_generator('demo')
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv('STYLELENS_CACHE', str(tmp_path / 'cache'))
 
 
 def small_set(G, count=3, layers=None):

@@ -6,16 +6,13 @@ refuse in one line naming why (e.g. a verb that needs something the format lacks
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO
 from stylelens.cli import cli
 
-ORACLE = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO.parent / 'shared' / 'oracle'))
 FIXTURES = {
     'official': 'sg2_cond32.pkl',
     'stylegan3': 'sg3t_cond32.pkl',
@@ -38,18 +35,10 @@ VERBS = {
 
 
 @pytest.fixture(scope='module')
-def oracle() -> Path:
-    """The oracle directory; skip the matrix without it."""
-    if not (ORACLE / 'README.md').is_file():
-        pytest.skip(f'oracle directory {ORACLE} not found (set STYLELENS_ORACLE_DIR)')
-    return ORACLE
-
-
-@pytest.fixture(scope='module')
-def safetensors_export(oracle, tmp_path_factory) -> Path:
+def safetensors_export(oracle_dir, tmp_path_factory) -> Path:
     """The official fixture converted with `stylelens convert --to safetensors`."""
     out = tmp_path_factory.mktemp('converted') / 'net.safetensors'
-    result = CliRunner().invoke(cli, ['convert', '--network', str(oracle / FIXTURES['official']), '--to',
+    result = CliRunner().invoke(cli, ['convert', '--network', str(oracle_dir / FIXTURES['official']), '--to',
                                       'safetensors', '--out', str(out)])
     assert result.exit_code == 0, result.output
     return out
@@ -70,7 +59,7 @@ def network_file(request: pytest.FixtureRequest, fmt: str) -> Path:
     """The network file of format `fmt` (the safetensors export and the training run are made on first use)."""
     if fmt in ('safetensors', 'run'):
         return request.getfixturevalue({'safetensors': 'safetensors_export', 'run': 'train_run'}[fmt])
-    return request.getfixturevalue('oracle') / FIXTURES[fmt]
+    return request.getfixturevalue('oracle_dir') / FIXTURES[fmt]
 
 
 @pytest.mark.parametrize('verb', sorted(VERBS))

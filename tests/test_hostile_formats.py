@@ -2,23 +2,21 @@
 one line (a StylelensError) and never raise anything else, never print a traceback, and never run code."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import stylelens
-from conftest import REPO
+from conftest import ORACLE_DIR
 
-ORACLE = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO.parent / 'shared' / 'oracle'))
 FILES = ['sg2_cond32.pkl', 'sg3r_32.pkl', 'tf_sg2_cond32.pkl', 'ros_32.pt', 'ros_32.conv.legacy.pt']
 MUTATIONS = 12
 
 
 def original(name: str) -> bytes:
     """The bytes of an oracle fixture; skip without the oracle directory."""
-    path = ORACLE / name
+    path = ORACLE_DIR / name
     if not path.is_file():
         pytest.skip(f'oracle fixture {path} not found (set STYLELENS_ORACLE_DIR)')
     return path.read_bytes()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import ORACLE_DIR
 from stylelens.errors import StylelensError
 from stylelens.latents import (
     MAX_SEED,
@@ -21,8 +21,6 @@ from stylelens.latents import (
     seeds_to_z,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-ORACLE_DIR = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO / '..' / 'shared' / 'oracle'))
 CIFAR = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 W_DIM, NUM_WS = 8, 5
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import ORACLE_DIR, REPO
 from stylelens.errors import StylelensError
 from stylelens.outputs import (
     MANIFEST_NAME,
@@ -27,9 +28,6 @@ from stylelens.outputs import (
     to_uint8,
     write_manifest,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-ORACLE_DIR = Path(os.environ.get('STYLELENS_ORACLE_DIR', REPO / '..' / 'shared' / 'oracle'))
 
 
 def official_uint8(img: torch.Tensor) -> np.ndarray:

@@ -4,61 +4,27 @@ Tolerance: float32 atol 1e-4; uint8 images within 1 level (the official conversi
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
+from oracle_helpers import capture, check_mapping, check_mapping_layers, close, load_case
 
-import stylelens
 from stylelens.outputs import to_uint8
 
 FIXTURES = ['sg2_uncond64', 'sg2_cond32', 'sg3_sg2_64']
 VARIANTS = {'sg2_uncond64.p3.pkl': 'sg2_uncond64', 'sg2_cond32.np1.pkl': 'sg2_cond32'}
-ATOL = 1e-4
 
 
 @pytest.fixture(scope='module', params=FIXTURES + list(VARIANTS))
 def case(request, oracle_dir):
     """(networks, reference arrays, fixture JSON) for one oracle pickle."""
-    pickle_name = request.param if request.param.endswith('.pkl') else f'{request.param}.pkl'
-    fixture = VARIANTS.get(request.param, request.param)
-    nets = stylelens.load_network(oracle_dir / pickle_name)
-    ref = dict(np.load(oracle_dir / f'{fixture}.ref.npz'))
-    meta = json.loads((oracle_dir / f'{fixture}.json').read_text())
-    return nets, ref, meta
-
-
-def close(actual: torch.Tensor, expected: np.ndarray, atol: float = ATOL) -> None:
-    actual = actual.detach().cpu().numpy()
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=atol)
-
-
-def capture(module: torch.nn.Module, names: list[str], run) -> dict[str, object]:
-    """Outputs of the named sub-modules during `run()`, cloned as they are produced."""
-    found, handles = {}, []
-    for name in names:
-        def hook(_mod, _inp, out, name=name):
-            found[name] = tuple(o.clone() if o is not None else None for o in out) if isinstance(out, tuple) \
-                else out.clone()
-        handles.append(module.get_submodule(name).register_forward_hook(hook))
-    try:
-        run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found
+    pickle_name = request.param if request.param.endswith('.pkl') else None
+    return load_case(oracle_dir, VARIANTS.get(request.param, request.param), pickle_name)
 
 
 def test_mapping_and_truncation(case):
     nets, ref, _ = case
-    G = nets['G_ema']
-    z, c = torch.from_numpy(ref['z']), torch.from_numpy(ref['c'])
-    close(G.mapping.w_avg, ref['w_avg'])
-    close(G.mapping(z, c), ref['ws_psi1'])
-    close(G.mapping(z, c, truncation_psi=0.7), ref['ws_psi07'])
-    close(G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=4), ref['ws_psi07_cut4'])
+    check_mapping(nets['G_ema'], ref)
 
 
 @pytest.mark.parametrize('key,ws_key,noise_mode', [('img_const_psi1', 'ws_psi1', 'const'),
@@ -70,7 +36,7 @@ def test_synthesis_images(case, key, ws_key, noise_mode):
 
 
 def test_uint8_images_per_seed(case):
-    """G(z, c, psi 0.7) at batch 1 per seed, as generate.py writes its PNGs."""
+    """G(z, c, psi 0.7) at batch 1 per seed, as generate.py (gen_images.py for StyleGAN3) writes its PNGs."""
     nets, ref, _ = case
     G = nets['G_ema']
     for i in range(len(ref['z'])):
@@ -81,12 +47,7 @@ def test_uint8_images_per_seed(case):
 
 def test_mapping_layers(case):
     nets, ref, _ = case
-    G = nets['G_ema']
-    names = [k[len('map.'):] for k in ref if k.startswith('map.')]
-    z, c = torch.from_numpy(ref['z'][:1]), torch.from_numpy(ref['c'][:1])
-    found = capture(G.mapping, names, lambda: G.mapping(z, c))
-    for name in names:
-        close(found[name], ref[f'map.{name}'])
+    check_mapping_layers(nets['G_ema'], ref)
 
 
 def test_synthesis_blocks_and_layers(case):
@@ -111,7 +72,7 @@ def test_synthesis_blocks_and_layers(case):
 
 
 def test_style_mixing_grid(case):
-    """style_mixing.py semantics: row ws with col_styles taken from the column seed, each cell at batch 1."""
+    """style_mixing.py semantics: row ws with col_styles 0-3 taken from the column seed, each cell at batch 1."""
     nets, ref, _ = case
     G = nets['G_ema']
     mix_ws = torch.from_numpy(ref['mix_ws'])

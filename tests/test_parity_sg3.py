@@ -5,17 +5,14 @@ Tolerance: float32 atol 1e-4; uint8 images within 1 level (the official conversi
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+import test_parity as parity
 import torch
-from test_parity import capture, close
+from oracle_helpers import capture, check_mapping, check_mapping_layers, close, load_case
 
-import stylelens
 from stylelens.input_transform import make_transform, with_input_transform
 from stylelens.latents import seeds_to_z
-from stylelens.outputs import to_uint8
 
 FIXTURES = ['sg3t_cond32', 'sg3r_32']
 TRANSLATE, ROTATE = (0.1, -0.05), 3.0
@@ -30,10 +27,7 @@ CHECKED_KEYS = ('z', 'c', 'w_avg', 'ws_psi1', 'ws_psi07', 'ws_psi07_cut4', 'img_
 @pytest.fixture(scope='module', params=FIXTURES)
 def case(request, oracle_dir):
     """(networks, reference arrays, fixture JSON) for one StyleGAN3 oracle pickle."""
-    nets = stylelens.load_network(oracle_dir / f'{request.param}.pkl')
-    ref = dict(np.load(oracle_dir / f'{request.param}.ref.npz'))
-    meta = json.loads((oracle_dir / f'{request.param}.json').read_text())
-    return nets, ref, meta
+    return load_case(oracle_dir, request.param)
 
 
 def test_every_array_is_checked(case):
@@ -45,14 +39,10 @@ def test_every_array_is_checked(case):
 def test_latents_and_mapping(case):
     nets, ref, _ = case
     G = nets['G_ema']
-    z, c = torch.from_numpy(ref['z']), torch.from_numpy(ref['c'])
     np.testing.assert_array_equal(ref['z'], seeds_to_z(range(4), G.z_dim).astype(np.float32))
     np.testing.assert_array_equal(ref['c'], np.eye(G.c_dim, dtype=np.float32)[np.arange(4) % G.c_dim] if G.c_dim
                                   else np.zeros((4, 0), np.float32))
-    close(G.mapping.w_avg, ref['w_avg'])
-    close(G.mapping(z, c), ref['ws_psi1'])
-    close(G.mapping(z, c, truncation_psi=0.7), ref['ws_psi07'])
-    close(G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=4), ref['ws_psi07_cut4'])
+    check_mapping(G, ref)
 
 
 @pytest.mark.parametrize('key,ws_key,noise_mode', [('img_const_psi1', 'ws_psi1', 'const'),
@@ -63,25 +53,17 @@ def test_synthesis_images(case, key, ws_key, noise_mode):
     close(nets['G_ema'].synthesis(torch.from_numpy(ref[ws_key]), noise_mode=noise_mode, force_fp32=True), ref[key])
 
 
-def test_uint8_images_per_seed(case):
-    """G(z, c, psi 0.7) at batch 1 per seed, as gen_images.py writes its PNGs."""
-    nets, ref, _ = case
-    G = nets['G_ema']
-    for i in range(len(ref['z'])):
-        z, c = torch.from_numpy(ref['z'][i:i + 1]), torch.from_numpy(ref['c'][i:i + 1])
-        image = to_uint8(G(z, c, truncation_psi=0.7, noise_mode='const'))[0].astype(int)
-        assert np.abs(image - ref['img_uint8_psi07'][i].astype(int)).max() <= 1
+# The checks of test_parity.py that hold as they are for StyleGAN3 (uint8 images per seed, the mixing grid),
+# collected here with this module's `case`.
+test_uint8_images_per_seed = parity.test_uint8_images_per_seed
+test_style_mixing_grid = parity.test_style_mixing_grid
 
 
 def test_mapping_layers(case):
     nets, ref, _ = case
     G = nets['G_ema']
-    names = [k[len('map.'):] for k in ref if k.startswith('map.')]
-    assert names == [f'fc{i}' for i in range(G.mapping.num_layers)]
-    z, c = torch.from_numpy(ref['z'][:1]), torch.from_numpy(ref['c'][:1])
-    found = capture(G.mapping, names, lambda: G.mapping(z, c))
-    for name in names:
-        close(found[name], ref[f'map.{name}'])
+    assert [k for k in ref if k.startswith('map.')] == [f'map.fc{i}' for i in range(G.mapping.num_layers)]
+    check_mapping_layers(G, ref)
 
 
 def test_every_synthesis_layer(case):
@@ -97,19 +79,6 @@ def test_every_synthesis_layer(case):
     for name in names:
         close(found[name], ref[f'layer.{name}'])
     close(found[G.synthesis.layer_names[-1]] * G.synthesis.output_scale, ref['block_run.img'])
-
-
-def test_style_mixing_grid(case):
-    """style_mixing.py semantics: row ws with col_styles 0-3 taken from the column seed, each cell at batch 1."""
-    nets, ref, _ = case
-    G = nets['G_ema']
-    mix_ws = torch.from_numpy(ref['mix_ws'])
-    rows, cols, col_styles = [0, 1, 2], [3, 4], [0, 1, 2, 3]
-    for r, row in enumerate(rows):
-        for k, col in enumerate(cols):
-            w = mix_ws[row].clone()
-            w[col_styles] = mix_ws[col][col_styles]
-            close(G.synthesis(w[None], noise_mode='const')[0], ref['mix_grid'][r, k])
 
 
 def test_mix_sources_are_mapped_seeds(case):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,16 @@ def assert_one_line(err: pytest.ExceptionInfo) -> str:
     message = str(err.value)
     assert message and '\n' not in message
     return message
+
+
+def refusals(path: Path) -> list[str]:
+    """The one-line message each of load_network and load_generator refuses `path` with."""
+    messages = []
+    for load in (stylelens.load_network, stylelens.load_generator):
+        with pytest.raises(stylelens.StylelensError) as err:
+            load(path)
+        messages.append(assert_one_line(err))
+    return messages
 
 
 # Every G x D architecture pair, conditional and unconditional. The image channels rotate through 1, 3, 4 so that
@@ -157,10 +168,7 @@ def test_unknown_top_level_class_is_named(tmp_path):
     nets = tiny_networks()
     snapshot = dict(G=Mystery(), D=nets['D'], G_ema=Mystery(), augment_pipe=None, training_set_kwargs={})
     path = tiny_snapshot_path(tmp_path, snapshot=snapshot)
-    for load in (stylelens.load_network, stylelens.load_generator):
-        with pytest.raises(stylelens.StylelensError) as err:
-            load(path)
-        message = assert_one_line(err)
+    for message in refusals(path):
         assert 'Mystery' in message
         assert 'Generator' in message and 'Discriminator' in message
 
@@ -172,10 +180,7 @@ def test_tensor_shape_mismatch_names_tensor_and_both_shapes(tmp_path):
     wrong = right[:2] + [5, 5]
     layer.weight = torch.nn.Parameter(torch.zeros(wrong), requires_grad=False)
     path = tiny_snapshot_path(tmp_path, snapshot=snapshot)
-    for load in (stylelens.load_network, stylelens.load_generator):
-        with pytest.raises(stylelens.StylelensError) as err:
-            load(path)
-        message = assert_one_line(err)
+    for message in refusals(path):
         assert 'G_ema.synthesis.b8.conv1.weight' in message
         assert str(wrong) in message and str(right) in message
 
@@ -183,10 +188,7 @@ def test_tensor_shape_mismatch_names_tensor_and_both_shapes(tmp_path):
 def test_plain_dict_pickle_without_networks(tmp_path):
     path = tmp_path / 'options.pkl'
     path.write_bytes(pickle.dumps({'lr': 0.002, 'batch_size': 32}, protocol=4))
-    for load in (stylelens.load_network, stylelens.load_generator):
-        with pytest.raises(stylelens.StylelensError) as err:
-            load(path)
-        message = assert_one_line(err)
+    for message in refusals(path):
         assert 'not a network snapshot' in message
         assert 'G_ema' in message and 'lr' in message and 'batch_size' in message
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_parity import capture, close
+from oracle_helpers import capture, close
 
 import stylelens
 from conftest import run_stylelens

@@ -15,15 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ORACLE_DIR
 from stylelens.errors import StylelensError
 from stylelens.loading.official_writer import dump_snapshot
 from stylelens.loading.records import EasyDict, PersistentRecord
 from stylelens.loading.safe_pickle import SAFE_GLOBALS, UnsafePickleError, load_snapshot
 from stylelens.loading.snapshot_file import CorruptNetworkError, SnapshotFileError
 
-ORACLE_DIR = Path(
-    os.environ.get('STYLELENS_ORACLE_DIR', Path(__file__).resolve().parents[1] / '..' / 'shared' / 'oracle')
-)
 FIXTURES = ['sg2_uncond64.pkl', 'sg2_uncond64.p3.pkl', 'sg2_cond32.pkl', 'sg2_cond32.np1.pkl', 'sg3_sg2_64.pkl']
 SIBLINGS = [('sg2_uncond64.pkl', 'sg2_uncond64.p3.pkl'), ('sg2_cond32.pkl', 'sg2_cond32.np1.pkl')]
 CLASS_NAMES = {'G': 'Generator', 'G_ema': 'Generator', 'D': 'Discriminator', 'augment_pipe': 'AugmentPipe'}

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import test_parity as parity
 import torch
+from oracle_helpers import load_case
 from PIL import Image
 
 import stylelens
@@ -36,10 +37,7 @@ FIXTURE = 'tf_sg2_cond32'
 @pytest.fixture(scope='module')
 def case(oracle_dir):
     """(converted networks, reference arrays, fixture JSON) of the TF oracle pickle."""
-    nets = stylelens.load_network(oracle_dir / f'{FIXTURE}.pkl')
-    ref = dict(np.load(oracle_dir / f'{FIXTURE}.ref.npz'))
-    meta = json.loads((oracle_dir / f'{FIXTURE}.json').read_text())
-    return nets, ref, meta
+    return load_case(oracle_dir, FIXTURE)
 
 
 # The parity checks of test_parity.py (every npz key: ws, images, uint8 per seed, mapping layers, synthesis layers and

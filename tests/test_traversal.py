@@ -27,16 +27,12 @@ from stylelens.walks import strip_columns
 
 PCA_SAMPLES = 512
 HAVE_FFMPEG = importlib.util.find_spec('imageio_ffmpeg') is not None
+pytestmark = pytest.mark.usefixtures('private_cache')
 
 
 @pytest.fixture(scope='module')
 def G():
     return stylelens.load_generator('demo')
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv('STYLELENS_CACHE', str(tmp_path / 'cache'))
 
 
 def rng_vectors(n: int, dim: int, seed: int = 0) -> torch.Tensor:

@@ -8,16 +8,9 @@ from stylelens.causes.ablation import ablate as ablate_channels
 from stylelens.causes.metrics import parse_metric
 from stylelens.causes.plots import bars_figure
 from stylelens.causes.points import Point
-from stylelens.cli.causes_options import fixed_noise_option, metric_option
+from stylelens.cli.causes_options import measure_options
 from stylelens.cli.loaded import open_network
-from stylelens.cli.options import (
-    batch_option,
-    class_option,
-    device_option,
-    network_option,
-    seeds_callback,
-    truncation_options,
-)
+from stylelens.cli.options import network_option, seeds_callback
 from stylelens.cli.outfile import check_out, manifest_beside, prepare, sibling
 from stylelens.generation import seeds_to_ws
 from stylelens.latents import parse_int_list
@@ -45,12 +38,7 @@ region or pixels, size is the RMS change of the pixels.""")
 @click.option('--mode', type=click.Choice(MODES), default='zero',
               help='Set the channel to zero, or to its mean activation over --mean-seeds.')
 @click.option('--mean-seeds', callback=seeds_callback, default='10000-10063', help='Seeds the mean is taken over.')
-@metric_option
-@truncation_options
-@class_option
-@fixed_noise_option
-@batch_option
-@device_option
+@measure_options
 @click.option('--out', required=True, type=click.Path(dir_okay=False), metavar='ABLATE.csv', help='Table.')
 def ablate(network: str, seeds: list[int], name: str, channels: str | None, mode: str, mean_seeds: list[int],
            metric: str, truncation_psi: float, truncation_cutoff: int | None, class_idx: str | None,

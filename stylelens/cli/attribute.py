@@ -9,9 +9,9 @@ from stylelens.causes.attribution import attribute as attribute_channels
 from stylelens.causes.metrics import parse_metric
 from stylelens.causes.plots import bars_figure
 from stylelens.causes.points import Point, parse_at
-from stylelens.cli.causes_options import at_option, fixed_noise_option, metric_option, one_latent
+from stylelens.cli.causes_options import at_option, measure_options, one_latent
 from stylelens.cli.loaded import open_network
-from stylelens.cli.options import batch_option, class_option, device_option, network_option, truncation_options
+from stylelens.cli.options import network_option
 from stylelens.cli.outfile import check_out, manifest_beside, prepare, sibling
 from stylelens.errors import StylelensError
 from stylelens.outputs import save_csv, save_npz
@@ -36,12 +36,7 @@ LABEL.channels [C] and, for feature maps, LABEL.positions [H, W]), ATTR.csv and 
 @click.option('--method', type=click.Choice(METHODS), default='grad-x-act',
               help='Gradient × activation (one backward pass) or integrated gradients (--steps passes per point).')
 @click.option('--steps', type=click.IntRange(min=1), default=32, help='Integrated-gradients path points.')
-@metric_option
-@truncation_options
-@class_option
-@fixed_noise_option
-@batch_option
-@device_option
+@measure_options
 @click.option('--out', required=True, type=click.Path(dir_okay=False), metavar='ATTR.png', help='Figure.')
 def attribute(network: str, input_spec: str, baseline: str | None, at: str, method: str, steps: int, metric: str,
               truncation_psi: float, truncation_cutoff: int | None, class_idx: str | None, noise_mode: str,

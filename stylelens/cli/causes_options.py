@@ -9,11 +9,13 @@ import torch
 
 from stylelens.causes.metrics import METRIC_HINT
 from stylelens.causes.points import AT_HINT
+from stylelens.cli.options import batch_option, class_option, device_option, truncation_options
 from stylelens.errors import StylelensError
 from stylelens.sources import resolve_sources
 
 
 def metric_option(f: Callable) -> Callable:
+    """--metric: what the verb measures."""
     return click.option('--metric', required=True, metavar='SPEC',
                         help=f'What to measure: {METRIC_HINT} (factor: the shipped shapes factor regressor).')(f)
 
@@ -25,8 +27,14 @@ def at_option(default: str | None = None) -> Callable:
 
 
 def fixed_noise_option(f: Callable) -> Callable:
+    """--noise-mode: const or none, so every run sees the same noise."""
     return click.option('--noise-mode', type=click.Choice(['const', 'none']), default='const',
                         help='Per-pixel noise, the same in every run.')(f)
+
+
+def measure_options(f: Callable) -> Callable:
+    """The options patch, attribute and ablate share, in this order: metric, truncation, class, noise, batch, device."""
+    return metric_option(truncation_options(class_option(fixed_noise_option(batch_option(device_option(f))))))
 
 
 def one_latent(G: torch.nn.Module, spec: str, option: str, *, truncation_psi: float = 1,

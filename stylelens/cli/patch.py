@@ -8,9 +8,9 @@ from stylelens.causes.metrics import parse_metric
 from stylelens.causes.patching import patch as patch_points
 from stylelens.causes.plots import patch_figure
 from stylelens.causes.points import parse_at
-from stylelens.cli.causes_options import at_option, fixed_noise_option, metric_option, one_latent
+from stylelens.cli.causes_options import at_option, measure_options, one_latent
 from stylelens.cli.loaded import open_network
-from stylelens.cli.options import batch_option, class_option, device_option, network_option, truncation_options
+from stylelens.cli.options import network_option
 from stylelens.cli.outfile import check_out, manifest_beside, prepare, sibling
 from stylelens.outputs import save_csv
 from stylelens.progress import progress_bar
@@ -31,12 +31,7 @@ PATCH.png (clean, corrupt, heat map of the share recovered), PATCH.csv and PATCH
 @click.option('--clean', required=True, metavar='SEED|w:FILE', help='The input whose activations are patched in.')
 @click.option('--corrupt', required=True, metavar='SEED|w:FILE', help='The input that is run and patched.')
 @at_option()
-@metric_option
-@truncation_options
-@class_option
-@fixed_noise_option
-@batch_option
-@device_option
+@measure_options
 @click.option('--out', required=True, type=click.Path(dir_okay=False), metavar='PATCH.png', help='Heat map figure.')
 def patch(network: str, clean: str, corrupt: str, at: str, metric: str, truncation_psi: float,
           truncation_cutoff: int | None, class_idx: str | None, noise_mode: str, batch_size: int, device: str,

@@ -174,7 +174,7 @@ class _LazyStorage:
                 self._storage = _load_storage(payload)
                 self._payload = None
             try:
-                return _rebuild_tensor(self._storage, offset, size, stride, requires_grad, None, metadata)
+                return _tensor_view(self._storage, offset, size, stride, requires_grad, metadata)
             except StylelensError:
                 raise
             except Exception as err:  # sizes and strides that do not fit the decoded storage
@@ -190,43 +190,48 @@ def _lazy_storage(label: str, payload: object) -> _LazyStorage:
     return _LazyStorage(payload, label)
 
 
-def _check_tensor_record(
-    storage_ok: bool, offset: object, size: object, stride: object, requires_grad: object, metadata: object
-) -> None:
-    """Refuse tensor records whose arguments are not a storage, ints, int tuples, a flag and plain flag metadata."""
-    if (
-        not storage_ok
-        or not isinstance(offset, int)
-        or not _is_int_tuple(size)
-        or not _is_int_tuple(stride)
-        or not isinstance(requires_grad, bool)
-    ):
-        raise CorruptNetworkError('a tensor record has unexpected arguments')
-    if metadata is not None and not (
-        isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in metadata.items())
-    ):
-        raise CorruptNetworkError('a tensor record has unexpected metadata')
+def _tensor_record(storage_types: type | tuple[type, ...], build: Callable[..., Any]) -> Callable[..., Any]:
+    """torch's `_rebuild_tensor_v2` for a storage of `storage_types`: the record checked, then built by `build`."""
+
+    def rebuild(
+        storage: object,
+        offset: object,
+        size: object,
+        stride: object,
+        requires_grad: object = False,
+        backward_hooks: object = None,
+        metadata: object = None,
+    ) -> Any:
+        """Refuse arguments other than a storage, ints, int tuples, a flag and plain flag metadata; drop hooks."""
+        if (
+            not isinstance(storage, storage_types)
+            or not isinstance(offset, int)
+            or not _is_int_tuple(size)
+            or not _is_int_tuple(stride)
+            or not isinstance(requires_grad, bool)
+        ):
+            raise CorruptNetworkError('a tensor record has unexpected arguments')
+        if metadata is not None and not (
+            isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in metadata.items())
+        ):
+            raise CorruptNetworkError('a tensor record has unexpected metadata')
+        return build(storage, offset, tuple(size), tuple(stride), requires_grad, metadata)
+
+    return rebuild
 
 
-def _rebuild_tensor(
-    storage: object,
-    offset: object,
-    size: object,
-    stride: object,
-    requires_grad: object = False,
-    backward_hooks: object = None,
-    metadata: object = None,
-) -> torch.Tensor:
-    """Rebuild a tensor view of a storage; hooks from the file are dropped, the metadata must be plain flags."""
-    _check_tensor_record(
-        isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)), offset, size, stride, requires_grad, metadata
-    )
-    _check_view_bounds(storage, offset, tuple(size), tuple(stride))
+def _tensor_view(storage: torch.TypedStorage | torch.UntypedStorage, offset: int, size: tuple, stride: tuple,
+                 requires_grad: bool, metadata: object) -> torch.Tensor:
+    """A tensor view of a decoded storage, refused if it reaches outside it."""
+    _check_view_bounds(storage, offset, size, stride)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return torch._utils._rebuild_tensor_v2(
-            storage, offset, tuple(size), tuple(stride), requires_grad, collections.OrderedDict(), metadata
+            storage, offset, size, stride, requires_grad, collections.OrderedDict(), metadata
         )
+
+
+_rebuild_tensor = _tensor_record((torch.TypedStorage, torch.UntypedStorage), _tensor_view)
 
 
 def _check_view_bounds(storage: torch.TypedStorage | torch.UntypedStorage, offset: int, size: tuple,
@@ -266,19 +271,13 @@ def _rebuild_parameter_with_state(
     return _rebuild_parameter(data, requires_grad, backward_hooks)
 
 
-def _lazy_tensor(
-    storage: object,
-    offset: object,
-    size: object,
-    stride: object,
-    requires_grad: object = False,
-    backward_hooks: object = None,
-    metadata: object = None,
-) -> LazyTensor:
-    """`_rebuild_tensor` of lazy loads: the record is checked now, the tensor built when materialized."""
-    _check_tensor_record(isinstance(storage, _LazyStorage), offset, size, stride, requires_grad, metadata)
-    build = functools.partial(storage.tensor, offset, tuple(size), tuple(stride), requires_grad, metadata)
-    return LazyTensor(size, build)
+def _lazy_tensor_view(storage: _LazyStorage, offset: int, size: tuple, stride: tuple, requires_grad: bool,
+                      metadata: object) -> LazyTensor:
+    """A placeholder for the tensor view, built (and checked against the storage) when materialized."""
+    return LazyTensor(size, functools.partial(storage.tensor, offset, size, stride, requires_grad, metadata))
+
+
+_lazy_tensor = _tensor_record(_LazyStorage, _lazy_tensor_view)  # `_rebuild_tensor` of lazy loads
 
 
 def _lazy_parameter(data: object, requires_grad: object = False, backward_hooks: object = None) -> LazyTensor:
