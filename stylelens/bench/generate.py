@@ -45,7 +45,7 @@ class Settings:
     retry_disturbed: bool  # repeat runs disturbed by other processes (at most as many extra runs as planned)
 
 
-FULL = Settings(process_runs=5, synthesis_runs=5, import_runs=5, stage_runs=3, modconv_runs=5,
+FULL = Settings(process_runs=4, synthesis_runs=5, import_runs=3, stage_runs=3, modconv_runs=5,
                 retry_disturbed=True)
 QUICK = Settings(process_runs=2, synthesis_runs=2, import_runs=2, stage_runs=1, modconv_runs=2,
                  retry_disturbed=False)
@@ -276,8 +276,9 @@ def bench_stylegan3(out_dir: Path, checkout: Checkout, settings: Settings, devic
         log(f'StyleGAN3: skipped, stylelens does not load {network.name} yet: {refused}')
         return dict(network=info, skipped=refused)
     commands = {'official': official_command(checkout, 'gen_images.py', network, seeds)}
-    for precision in ('fp32', 'bf16'):
-        commands[f'{precision} batch 8'] = stylelens_command('generate', network, device, precision, 8, seeds)
+    for precision, batch in (('fp32', 1), ('fp32', 8), ('bf16', 8)):  # batch 1: one image at a time, as NVIDIA
+        commands[f'{precision} batch {batch}'] = stylelens_command('generate', network, device, precision, batch,
+                                                                   seeds)
     with tempfile.TemporaryDirectory(prefix='stylelens-bench-sg3-') as tmp:
         runs, last = alternate_commands(commands, replace(settings, process_runs=min(settings.process_runs, 3)),
                                         Path(tmp))
