@@ -2,7 +2,8 @@
 
 The filtered leaky ReLU follows the official definition step by step (bias, zero-insertion upsampling, padding,
 FIR filter with gain up², leaky ReLU with gain, clamp, FIR filter, decimation), but computes it the cheap way:
-upsampling is a strided depthwise transposed convolution (no multiplications with inserted zeros), decimation a
+upsampling is a strided depthwise transposed convolution (no multiplications with inserted zeros; in bf16 on CPUs,
+where that kernel is slow, zeros are inserted and a plain depthwise convolution runs instead), decimation a
 strided depthwise convolution (no discarded outputs), separable filters run one axis at a time, and on CPU the
 activations stay channels_last, where oneDNN's depthwise kernels are fastest.
 """
@@ -70,6 +71,8 @@ def _upsample_pass(x: torch.Tensor, weight: torch.Tensor, up: int, pads: dict[in
     stops K - up - pad_hi samples before the end. The common part of both crops is the transposed convolution's
     own padding, so it is never computed.
     """
+    if x.dtype != torch.float32 and x.device.type == 'cpu':
+        return _upsample_pass_zeros(x, weight, up, pads)
     crops = {axis: (weight.shape[axis] - 1 - lo, weight.shape[axis] - up - hi) for axis, (lo, hi) in pads.items()}
     common = {axis: max(min(crop), 0) for axis, crop in crops.items()}
     x = F.conv_transpose2d(x, weight, stride=[up if a in pads else 1 for a in (-2, -1)],
@@ -77,6 +80,29 @@ def _upsample_pass(x: torch.Tensor, weight: torch.Tensor, up: int, pads: dict[in
     for axis, (lo, hi) in crops.items():
         x = _crop(x, axis, lo - common[axis], hi - common[axis])
     return x
+
+
+def _upsample_pass_zeros(x: torch.Tensor, weight: torch.Tensor, up: int,
+                         pads: dict[int, tuple[int, int]]) -> torch.Tensor:
+    """`_upsample_pass` as the definition states it: zeros inserted and padded in one buffer, then a plain depthwise
+    convolution. It multiplies the inserted zeros too, yet on CPUs it is ~5x faster than oneDNN's bf16 transposed
+    depthwise convolution, which has no fast kernel."""
+    shape, index = list(x.shape), [slice(None)] * x.dim()
+    for axis, (lo, hi) in pads.items():
+        length = x.shape[axis] * up
+        shape[axis] = length + max(lo, 0) + max(hi, 0)
+        index[axis] = slice(max(lo, 0), max(lo, 0) + length, up)
+    z = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_layout(x)).zero_()
+    z[tuple(index)] = x
+    for axis, (lo, hi) in pads.items():
+        z = _crop(z, axis, max(-lo, 0), max(-hi, 0))
+    return F.conv2d(z, weight.flip([2, 3]), groups=x.shape[1])
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if `x` is stored that way, else contiguous."""
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
 
 
 def _upsample(x: torch.Tensor, f: torch.Tensor, up: int, padding: tuple[int, int, int, int],
