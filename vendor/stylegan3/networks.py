@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..stylegan2_ada import networks as sg2
 from ..stylegan2_ada.networks import records_init
-from ..stylegan2_ada.ops import normalize_2nd_moment
+from ..stylegan2_ada.ops import init_randn, normalize_2nd_moment
 from .filters import design_lowpass_filter
 from .ops import filtered_lrelu, modulated_conv2d
 
@@ -96,12 +96,12 @@ class SynthesisInput(torch.nn.Module):
         self.size = np.broadcast_to(np.asarray(size), [2])
         self.sampling_rate = sampling_rate
         self.bandwidth = bandwidth
-        freqs, phases, transform = torch.randn([channels, 2]), torch.rand([channels]), torch.empty([3, 3])
-        if not freqs.is_meta:  # initial values, skipped by the loader's dry build (meta arithmetic imports dynamo)
+        freqs, phases, transform = init_randn([channels, 2]), torch.empty([channels]), torch.empty([3, 3])
+        if not freqs.is_meta:  # initial values, skipped by the loader's dry build (meta draws import dynamo)
             radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
             freqs = freqs / (radii * radii.square().exp().pow(0.25)) * bandwidth  # uniform on the disc
-            phases, transform = phases - 0.5, torch.eye(3, 3)
-        self.weight = torch.nn.Parameter(torch.randn([channels, channels]))
+            phases, transform = phases.uniform_() - 0.5, torch.eye(3, 3)
+        self.weight = torch.nn.Parameter(init_randn([channels, channels]))
         self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0])
         self.register_buffer('transform', transform)
         self.register_buffer('freqs', freqs)
@@ -171,8 +171,7 @@ class SynthesisLayer(torch.nn.Module):
         self.conv_clamp = conv_clamp
         self.magnitude_ema_beta = magnitude_ema_beta
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, self.conv_kernel,
-                                                      self.conv_kernel]))
+        self.weight = torch.nn.Parameter(init_randn([out_channels, in_channels, self.conv_kernel, self.conv_kernel]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.register_buffer('magnitude_ema', torch.ones([]))
 
