@@ -2,10 +2,10 @@
 the shares, rank-0-only writing and one-line errors that stop every rank.
 
 A verb runs the same code in every process. `shard` deals items round-robin (rank r of K takes items r, r+K, ...),
-`gather_shards` puts the ranks' results back in the original order, `all_sum` adds float64 statistics over ranks,
-`ordered_sum` adds per-item float64 terms in item order (so the sum has one process's bits for any number of ranks),
-`from_main` hands everyone a value rank 0 computed, and `is_main` guards what only rank 0 writes (manifests, summaries,
-figures). In one process (no torchrun, or a world of 1) every helper is the identity, so the single-process code path
+`gather_shards` puts the ranks' results back in the original order (`gather_to_main`: on rank 0 only), `all_sum`
+adds float64 statistics over ranks, `ordered_sum` adds per-item float64 terms in item order (so the sum has one
+process's bits for any number of ranks), `from_main` hands everyone a value rank 0 computed, and `is_main` guards
+what only rank 0 writes (manifests, summaries, figures). In one process (no torchrun, or a world of 1) every helper is the identity, so the single-process code path
 is the distributed one. Collectives run on gloo (CPU tensors) or NCCL (CUDA tensors, when the node has GPUs).
 
 Every collective starts with a barrier kept in torchrun's key-value store that also watches for a failed rank: a rank
@@ -117,6 +117,21 @@ def gather_shards(mine: Sequence[T]) -> list[T]:
     shares: list[list[T]] = [[] for _ in range(size)]
     _arrive()
     dist.all_gather_object(shares, list(mine))
+    total = sum(len(share) for share in shares)
+    return [shares[i % size][i // size] for i in range(total)]
+
+
+def gather_to_main(mine: Sequence[T]) -> list[T]:
+    """`gather_shards` for results only rank 0 writes: the whole ordered list on rank 0, an empty one elsewhere, so
+    the other ranks never hold everyone's share (a styles dump of a million seeds is tens of GB)."""
+    size = world_size()
+    if size == 1:
+        return list(mine)
+    shares: list[list[T]] | None = [[] for _ in range(size)] if is_main() else None
+    _arrive()
+    dist.gather_object(list(mine), shares, dst=0)
+    if shares is None:
+        return []
     total = sum(len(share) for share in shares)
     return [shares[i % size][i // size] for i in range(total)]
 

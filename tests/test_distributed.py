@@ -77,6 +77,7 @@ def _quiet(one_thread: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_helpers_are_the_identity_in_one_process() -> None:
     assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
     assert distributed.shard('abcde') == list('abcde') and distributed.gather_shards([1, 2]) == [1, 2]
+    assert distributed.gather_to_main([1, 2]) == [1, 2]
     assert distributed.all_sum([1.5, 2]).tolist() == [1.5, 2.0] and distributed.from_main(lambda: 7) == 7
     assert distributed.ordered_sum(5, lambda i: [i, 1], per_round=2).tolist() == [10.0, 5.0]
     with pytest.raises(StylelensError, match='nothing to sum'):

@@ -59,13 +59,15 @@ def style_arrays(G: torch.nn.Module, ws: torch.Tensor, layers: Sequence[StyleLay
 def seed_styles(G: torch.nn.Module, seeds: Sequence[int], layers: Sequence[StyleLayer], *, chunk: int = CHUNK,
                 **latent: Any) -> dict[str, np.ndarray]:
     """`style_arrays` of `seeds` (mapped with `latent`: seeds_to_ws's options), `chunk` seeds per mapping pass, each
-    rank the passes `shard` deals it; every rank gets every seed's styles, in seed order."""
+    rank the passes `shard` deals it; rank 0 gets every seed's styles, in seed order, the other ranks {}."""
     mine = []
     with distributed.progress(len(seeds), 'styles') as advance:
         for start in distributed.shard(range(0, len(seeds), chunk)):
             mine.append(style_arrays(G, seeds_to_ws(G, seeds[start:start + chunk], **latent), layers))
             advance(min(chunk, len(seeds) - start))
-    parts = distributed.gather_shards(mine)
+    parts = distributed.gather_to_main(mine)
+    if not parts:
+        return {}
     return {layer.short: np.concatenate([part[layer.short] for part in parts]) for layer in layers}
 
 

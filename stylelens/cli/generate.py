@@ -60,7 +60,7 @@ def generate(network: str, seeds: list[int], truncation_psi: float, truncation_c
             save_pngs({out / seed_filename(seed): image for seed, image in zip(batch.seeds, batch.images)})
             my_ws.append(batch.ws)
             advance(len(batch.seeds))
-    all_ws = distributed.gather_shards(my_ws) if save_ws else []
+    all_ws = distributed.gather_to_main(my_ws) if save_ws else []
     if not distributed.is_main():
         return
     if save_ws:
