@@ -99,7 +99,8 @@ def compute_metrics(metrics: str | Sequence[str] = 'fid', *, real: Any = None, f
     """Compare fakes with real data: `real` as `load_real` takes it (spec, folder, .npz, dataset, tensor), `fake`
     as `open_fake` does (run folder, network, image folder, generator module, `sample(n, first_seed)`).
 
-    Returns the scores (see `score`) with what was compared: counts, the cache outcome, the Inception weights.
+    Returns the scores (see `score`) with what was compared: counts, the cache outcome, the Inception weights
+    (under torchrun on rank 0; the other ranks get {}).
     """
     chosen = parse_metrics(metrics)
     if num < 1 or batch < 1:
@@ -112,6 +113,8 @@ def compute_metrics(metrics: str | Sequence[str] = 'fid', *, real: Any = None, f
     real_feats, cache_state = (real_features(real_data, network, batch=batch, progress=progress, cache=cache)
                                if real_data is not None else (None, None))
     fake_feats = fake_features(fake_data, network, num=num, batch=batch, seed=seed, progress=progress)
+    if not distributed.is_main():
+        return {}  # rank 0 holds every feature and scores them
     results = score(chosen, real_feats, fake_feats, real_name=real_data.description if real_data else '',
                     kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_splits=is_splits, seed=seed)
     results['num_fake'] = fake_feats.count

@@ -14,7 +14,7 @@ import torch
 from stylelens import distributed
 from stylelens.errors import StylelensError
 from stylelens.loading.download import cache_dir
-from stylelens.metrics.inception import FEATURE_DIM, PREPROCESSING, FeatureNetwork
+from stylelens.metrics.inception import FEATURE_DIM, NUM_LOGITS, PREPROCESSING, FeatureNetwork
 from stylelens.outputs import save_npz
 
 CACHE_VERSION = 1  # bump when what is stored, or how features are made, changes
@@ -45,7 +45,8 @@ def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def extract(network: FeatureNetwork, batches: Iterable[torch.Tensor], total: int, *, label: str = 'features',
             progress: bool = True) -> Features:
     """Run uint8 NCHW batches (under torchrun: this rank's share, dealt by batch) through the network; pool3
-    features become float64 statistics over all ranks, and every rank gets all features and logits in order."""
+    features become float64 statistics over all ranks, and rank 0 gets all features and logits in order (the other
+    ranks keep the statistics and empty arrays: KID and IS run on rank 0)."""
     feats, logits = [], []
     with distributed.progress(total, label, progress) as advance:
         for images in batches:
@@ -55,8 +56,9 @@ def extract(network: FeatureNetwork, batches: Iterable[torch.Tensor], total: int
             advance(len(images))
     mine = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
     mu, sigma = statistics(mine)
-    return Features(mu, sigma, np.concatenate(distributed.gather_shards(feats)),
-                    np.concatenate(distributed.gather_shards(logits)))
+    feats, logits = distributed.gather_to_main(feats), distributed.gather_to_main(logits)
+    return Features(mu, sigma, np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32),
+                    np.concatenate(logits) if logits else np.zeros((0, NUM_LOGITS), np.float32))
 
 
 def dataset_key(pixels: torch.Tensor, network: FeatureNetwork) -> str:
