@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..stylegan2_ada.ops import layout_of
+
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                      padding: int = 0, input_gain: torch.Tensor | None = None,
@@ -92,17 +94,11 @@ def _upsample_pass_zeros(x: torch.Tensor, weight: torch.Tensor, up: int,
         length = x.shape[axis] * up
         shape[axis] = length + max(lo, 0) + max(hi, 0)
         index[axis] = slice(max(lo, 0), max(lo, 0) + length, up)
-    z = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_layout(x)).zero_()
+    z = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=layout_of(x)).zero_()
     z[tuple(index)] = x
     for axis, (lo, hi) in pads.items():
         z = _crop(z, axis, max(-lo, 0), max(-hi, 0))
     return F.conv2d(z, weight.flip([2, 3]), groups=x.shape[1])
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    """channels_last if `x` is stored that way, else contiguous."""
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-        else torch.contiguous_format
 
 
 def _upsample(x: torch.Tensor, f: torch.Tensor, up: int, padding: tuple[int, int, int, int],
