@@ -117,8 +117,7 @@ def gather_shards(mine: Sequence[T]) -> list[T]:
     shares: list[list[T]] = [[] for _ in range(size)]
     _arrive()
     dist.all_gather_object(shares, list(mine))
-    total = sum(len(share) for share in shares)
-    return [shares[i % size][i // size] for i in range(total)]
+    return _unshard(shares)
 
 
 def gather_to_main(mine: Sequence[T]) -> list[T]:
@@ -130,10 +129,13 @@ def gather_to_main(mine: Sequence[T]) -> list[T]:
     shares: list[list[T]] | None = [[] for _ in range(size)] if is_main() else None
     _arrive()
     dist.gather_object(list(mine), shares, dst=0)
-    if shares is None:
-        return []
-    total = sum(len(share) for share in shares)
-    return [shares[i % size][i // size] for i in range(total)]
+    return [] if shares is None else _unshard(shares)
+
+
+def _unshard(shares: list[list[T]]) -> list[T]:
+    """Rank r's share (items r, r+K, ...) for every r, dealt back into one list in the original order."""
+    size = len(shares)
+    return [shares[i % size][i // size] for i in range(sum(len(share) for share in shares))]
 
 
 def all_sum(array: Any) -> np.ndarray:
