@@ -4,7 +4,7 @@ the shares, rank-0-only writing and one-line errors that stop every rank.
 A verb runs the same code in every process. `shard` deals items round-robin (rank r of K takes items r, r+K, ...),
 `gather_shards` puts the ranks' results back in the original order (`gather_to_main`: on rank 0 only), `all_sum`
 adds float64 statistics over ranks, `ordered_sum` adds per-item float64 terms in item order (so the sum has one
-process's bits for any number of ranks), `from_main` hands everyone a value rank 0 computed, and `is_main` guards
+process's bits for any number of ranks; `ordered_centred_sums` does it twice, about the chunks' mean), `from_main` hands everyone a value rank 0 computed, and `is_main` guards
 what only rank 0 writes (manifests, summaries, figures). In one process (no torchrun, or a world of 1) every helper is the identity, so the single-process code path
 is the distributed one. Collectives run on gloo (CPU tensors) or NCCL (CUDA tensors, when the node has GPUs).
 
@@ -161,6 +161,23 @@ def ordered_sum(count: int, term: Callable[[int], Any], per_round: int = 64) -> 
         for part in gather_shards([np.asarray(term(i), dtype=np.float64) for i in mine if start <= i < start + block]):
             total = part.copy() if total is None else np.add(total, part, out=total)
     return total
+
+
+def ordered_centred_sums(count: int, rows: Callable[[int], np.ndarray], term: Callable[[int, np.ndarray], Any],
+                         total_rows: int, *, per_round: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of the float64 rows of chunks 0..count-1 (chunk k's rows: rows(k), [n_k, D]; `total_rows` in all)
+    and the sum over chunks of term(k, chunk k's rows minus that mean), both as `ordered_sum`s, so with one
+    process's bits for any number of ranks. Each rank computes only the chunks `shard` deals it, once, and keeps
+    them between the two passes; `per_round` bounds the second pass's gathers as in `ordered_sum`."""
+    kept: dict[int, np.ndarray] = {}
+
+    def chunk_sum(k: int) -> np.ndarray:
+        """Compute chunk k, keep it for the second pass, return its sum."""
+        kept[k] = rows(k)
+        return kept[k].sum(axis=0)
+
+    mean = ordered_sum(count, chunk_sum) / total_rows
+    return mean, ordered_sum(count, lambda k: term(k, kept.pop(k) - mean), per_round=per_round)
 
 
 def mean_and_scatter(rows: Any, chunk: int = 4096) -> tuple[int, np.ndarray, np.ndarray]:

@@ -77,23 +77,18 @@ def style_moments(G: torch.nn.Module, seeds: Sequence[int], layers: Sequence[Sty
     """Mean, Σ (s − mean)² and Σ (s − mean) · target (zeros without a target [N]) of every style channel (layers
     concatenated) over the styles s of `seeds`, in float64, `chunk` seeds at a time (see the module docstring)."""
     seeds = list(seeds)
-    count, kept = -(-len(seeds) // chunk), {}
 
-    def total(k: int) -> np.ndarray:
-        """Chunk k's styles, kept for the second pass, summed over its seeds."""
+    def styles(k: int) -> np.ndarray:
+        """Chunk k's styles, float64 [n, channels]."""
         ws = seeds_to_ws(G, seeds[k * chunk:(k + 1) * chunk], **latent)
-        kept[k] = np.concatenate([v.double().numpy() for v in styles_of(G, ws, layers).values()], axis=1)
-        return kept[k].sum(axis=0)
+        return np.concatenate([v.double().numpy() for v in styles_of(G, ws, layers).values()], axis=1)
 
-    mean = distributed.ordered_sum(count, total) / len(seeds)
-
-    def centred(k: int) -> np.ndarray:
-        """Chunk k's Σ (s − mean)² and Σ (s − mean) · target (the chunk is dropped)."""
-        c = kept.pop(k) - mean
+    def moments(k: int, c: np.ndarray) -> np.ndarray:
+        """Chunk k's Σ (s − mean)² and Σ (s − mean) · target, from its centred styles `c`."""
         t = np.zeros(len(c)) if target is None else target[k * chunk:(k + 1) * chunk]
         return np.stack([np.square(c).sum(axis=0), (c * t[:, None]).sum(axis=0)])
 
-    square, cross = distributed.ordered_sum(count, centred)
+    mean, (square, cross) = distributed.ordered_centred_sums(-(-len(seeds) // chunk), styles, moments, len(seeds))
     return mean, square, cross
 
 

@@ -87,22 +87,14 @@ def _fit(G: torch.nn.Module, num_samples: int, seed: int, class_idx: int | str |
     its result to every rank. Each component's sign makes its largest-magnitude entry positive."""
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim)
     starts = range(0, num_samples, MAPPING_CHUNK)
-    mapped: dict[int, np.ndarray] = {}
 
-    def chunk_sum(k: int) -> np.ndarray:
-        """Map chunk k, keep it for the scatter, return its sum."""
-        mapped[k] = map_z(G, torch.from_numpy(z[starts[k]:starts[k] + MAPPING_CHUNK]), class_idx=class_idx,
-                          class_names=class_names)[:, 0].double().cpu().numpy()
-        return mapped[k].sum(axis=0)
+    def chunk(k: int) -> np.ndarray:
+        """Chunk k's mapped samples, float64 [n, w_dim]."""
+        return map_z(G, torch.from_numpy(z[starts[k]:starts[k] + MAPPING_CHUNK]), class_idx=class_idx,
+                     class_names=class_names)[:, 0].double().cpu().numpy()
 
-    mean = distributed.ordered_sum(len(starts), chunk_sum) / num_samples
-
-    def chunk_scatter(k: int) -> np.ndarray:
-        """Chunk k's scatter about the common mean (the chunk is dropped)."""
-        centred = mapped.pop(k) - mean
-        return centred.T @ centred
-
-    scatter = distributed.ordered_sum(len(starts), chunk_scatter, per_round=1)  # w_dim² terms: few held at once
+    mean, scatter = distributed.ordered_centred_sums(len(starts), chunk, lambda k, centred: centred.T @ centred,
+                                                     num_samples, per_round=1)  # w_dim² terms: few held at once
     values, vectors = distributed.from_main(lambda: [t.numpy() for t in torch.linalg.eigh(torch.from_numpy(scatter))])
     order = np.argsort(values)[::-1][:min(num_samples, len(values))]  # as many as an SVD of the samples has
     energy = np.clip(values[order], 0, None)
