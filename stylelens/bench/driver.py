@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -28,7 +27,7 @@ from stylelens.bench.network import D_KWARGS, G_KWARGS, NETWORK_SEED, OFFICIAL_N
 from stylelens.bench.official import Checkout, CheckoutError, build_official_network, check_checkout
 from stylelens.bench.report import render_markdown
 from stylelens.bench.roofline import collect
-from stylelens.bench.timing import CONTENDED_CPUS, load_average, log, machine_info, median, run_worker
+from stylelens.bench.timing import CONTENDED_CPUS, load_average, log, machine_info, median, run_output, run_worker
 
 # Worker name -> (module, function). Looked up only in the worker process, so the driver never imports torch.
 WORKERS: dict[str, tuple[str, str]] = {
@@ -119,10 +118,8 @@ def run_benchmark(out_dir: Path, settings: Settings, mode: str, device: str, off
 def run_module(module: str, out: Path) -> dict[str, Any]:
     """`python -m MODULE --out OUT` in a fresh process (its Markdown table on stdout); returns OUT's numbers with
     that table under 'markdown'."""
-    proc = subprocess.run([sys.executable, '-m', module, '--out', str(out)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f'{module} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
-    return dict(json.loads(out.read_text()), markdown=proc.stdout.strip())
+    table = run_output([sys.executable, '-m', module, '--out', str(out)], module)
+    return dict(json.loads(out.read_text()), markdown=table.strip())
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

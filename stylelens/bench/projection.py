@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from stylelens.bench.official import Checkout, check_checkout
-from stylelens.bench.timing import busy_cpu_seconds, load_average, log, median, self_cpu_seconds
+from stylelens.bench.timing import busy_cpu_seconds, load_average, log, median, run_json, self_cpu_seconds
 
 WARMUP_STEPS = 3
 TIMED_STEPS = {True: 5, False: 15}  # quick, full
@@ -159,12 +158,8 @@ def measure_official(checkout: Checkout, network: Path, steps: int) -> dict[str,
     """NVIDIA's projector.project() in the checkout (W, LPIPS, fp32), WARMUP_STEPS + `steps` steps."""
     config = dict(network=str(Path(network).resolve()), steps=WARMUP_STEPS + steps, warmup=WARMUP_STEPS,
                   target_seed=TARGET_SEED)
-    proc = subprocess.run([sys.executable, '-c', OFFICIAL_SNIPPET, json.dumps(config)], cwd=checkout.path,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"NVIDIA's projector failed in {checkout.path} (exit {proc.returncode}):\n"
-                           f'{proc.stderr[-4000:]}')
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_json([sys.executable, '-c', OFFICIAL_SNIPPET, json.dumps(config)],
+                   f"NVIDIA's projector in {checkout.path}", cwd=checkout.path)
     out['median_step_seconds'] = median(out.pop('step_seconds'))
     return dict(out, case=asdict(CASES[0]), implementation='NVIDIA projector.py')
 
@@ -173,11 +168,7 @@ def _child(network: Path, case: Case, steps: int, device: str) -> dict[str, Any]
     """`measure_case` in a fresh interpreter (this module's --case mode), so each case owns its start-up state."""
     cmd = [sys.executable, '-m', 'stylelens.bench.projection', '--network', str(network), '--case',
            f'{case.space}:{case.loss}:{case.precision}', '--steps', str(steps), '--device', device]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f'projection benchmark case {case.label} failed (exit {proc.returncode}):\n'
-                           f'{proc.stderr[-4000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json(cmd, f'projection benchmark case {case.label}')
 
 
 def run(network: Path, out_dir: Path, quick: bool = False, device: str = 'cpu', official: Checkout | None = None,

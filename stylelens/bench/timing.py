@@ -218,10 +218,21 @@ def run_worker(name: str, network: Path | None = None, **options: Any) -> dict[s
             cmd += [flag] if value else []
         else:
             cmd += [flag, str(value)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return run_json(cmd, f'benchmark worker {name}')
+
+
+def run_output(cmd: Sequence[str], what: str, cwd: str | os.PathLike | None = None) -> str:
+    """The stdout of a command that must succeed (in `cwd` if given); a failure raises naming `what`, with the end
+    of its stderr."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if proc.returncode != 0:
-        raise RuntimeError(f'benchmark worker {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f'{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}')
+    return proc.stdout
+
+
+def run_json(cmd: Sequence[str], what: str, cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The JSON a command that must succeed prints on its last stdout line (see `run_output`)."""
+    return json.loads(run_output(cmd, what, cwd).strip().splitlines()[-1])
 
 
 # CPU flags that decide which paths can be fast: vector FMA width, bf16 dot products, bf16/fp16 matrix units.
