@@ -54,11 +54,14 @@ def extract(network: FeatureNetwork, batches: Iterable[torch.Tensor], total: int
             feats.append(f.numpy())
             logits.append(lg.numpy())
             advance(len(images))
-    mine = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
-    mu, sigma = statistics(mine)
-    feats, logits = distributed.gather_to_main(feats), distributed.gather_to_main(logits)
-    return Features(mu, sigma, np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32),
-                    np.concatenate(logits) if logits else np.zeros((0, NUM_LOGITS), np.float32))
+    mu, sigma = statistics(_rows(feats, FEATURE_DIM))
+    return Features(mu, sigma, _rows(distributed.gather_to_main(feats), FEATURE_DIM),
+                    _rows(distributed.gather_to_main(logits), NUM_LOGITS))
+
+
+def _rows(parts: list[np.ndarray], width: int) -> np.ndarray:
+    """Batches of float32 rows [n, width] as one array ([0, width] when there are none)."""
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
 
 def dataset_key(pixels: torch.Tensor, network: FeatureNetwork) -> str:
